@@ -1,0 +1,180 @@
+"""Configuration read once from environment variables.
+
+Every variable has a default that points at the local services started by
+`scripts/services`, so a fresh checkout works without any set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import unquote, urlsplit
+
+DEFAULT_KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+DEFAULT_DATABASE_URL = "postgresql://helpdesk:helpdesk@127.0.0.1:5432/helpdesk"
+
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed."""
+
+    def __init__(self, variable: str, value: str, expected: str, example: str) -> None:
+        super().__init__(
+            f"{variable}={value!r} is invalid: expected {expected}, for example {variable}={example}"
+        )
+        self.variable = variable
+        self.value = value
+
+
+@dataclass(frozen=True)
+class DatabaseAddress:
+    """The parts of a PostgreSQL URL that eventsourcing's PostgreSQL module reads."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap_servers: str = DEFAULT_KAFKA_BOOTSTRAP_SERVERS
+    database_url: str = DEFAULT_DATABASE_URL
+    event_store_schema: str = "event_store"
+    topic_prefix: str = "helpdesk."
+    topic_partitions: int = 6
+    output_dir: str = "output"
+    connect_timeout_seconds: float = 5.0
+    database: DatabaseAddress = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "database", parse_database_url(self.database_url))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise ConfigError on the first bad one."""
+        env = os.environ if environ is None else environ
+
+        kafka = env.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_KAFKA_BOOTSTRAP_SERVERS)
+        parse_bootstrap_servers(kafka)
+
+        return cls(
+            kafka_bootstrap_servers=kafka,
+            database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            event_store_schema=_identifier(env, "EVENT_STORE_SCHEMA", "event_store"),
+            topic_prefix=_topic_prefix(env),
+            topic_partitions=_positive_int(env, "TOPIC_PARTITIONS", 6, example="6"),
+            output_dir=env.get("OUTPUT_DIR", "output") or "output",
+            connect_timeout_seconds=_positive_float(env, "CONNECT_TIMEOUT_SECONDS", 5.0),
+        )
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """Return the variables that eventsourcing's PostgreSQL module expects."""
+        db = self.database
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": db.dbname,
+            "POSTGRES_HOST": db.host,
+            "POSTGRES_PORT": str(db.port),
+            "POSTGRES_USER": db.user,
+            "POSTGRES_PASSWORD": db.password,
+            "POSTGRES_SCHEMA": self.event_store_schema,
+            "POSTGRES_CONNECT_TIMEOUT": str(int(self.connect_timeout_seconds)),
+            "CREATE_TABLE": "y",
+        }
+
+
+def parse_bootstrap_servers(value: str) -> list[tuple[str, int]]:
+    """Split 'host:port,host:port' and check each part; raise ConfigError naming the variable."""
+    addresses = []
+    for part in value.split(","):
+        match = _HOST_PORT.match(part.strip())
+        port = int(match.group(2)) if match else 0
+        if not match or not 0 < port < 65536:
+            raise ConfigError(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                value,
+                "a comma-separated list of host:port with a port from 1 to 65535",
+                DEFAULT_KAFKA_BOOTSTRAP_SERVERS,
+            )
+        addresses.append((match.group(1).strip("[]"), port))
+    return addresses
+
+
+def parse_database_url(value: str) -> DatabaseAddress:
+    """Check a postgresql:// URL and split it; raise ConfigError naming DATABASE_URL."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 0
+
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not port:
+        raise ConfigError(
+            "DATABASE_URL",
+            value,
+            "a URL postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+            DEFAULT_DATABASE_URL,
+        )
+
+    dbname = parts.path.lstrip("/")
+    if not dbname or not parts.username:
+        raise ConfigError(
+            "DATABASE_URL",
+            value,
+            "a URL that names both a user and a database",
+            DEFAULT_DATABASE_URL,
+        )
+
+    return DatabaseAddress(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username),
+        password=unquote(parts.password or ""),
+        dbname=unquote(dbname),
+    )
+
+
+def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    if not _IDENTIFIER.match(value):
+        raise ConfigError(
+            name, value, "a lowercase PostgreSQL identifier (letters, digits, underscore)", default
+        )
+    return value
+
+
+def _topic_prefix(env: Mapping[str, str]) -> str:
+    value = env.get("TOPIC_PREFIX", "helpdesk.")
+    if not _TOPIC_PREFIX.match(value):
+        raise ConfigError(
+            "TOPIC_PREFIX", value, "letters, digits, '.', '_' or '-' only", "helpdesk."
+        )
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, example: str) -> int:
+    raw = env.get(name, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(name, raw, "a whole number of at least 1", example)
+    return int(raw)
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(name, raw, "a number of seconds greater than 0", str(default))
+    return value
