@@ -9,7 +9,7 @@ from ticketing.settings import Settings
 
 
 def check() -> None:
-    """Validate the configuration and report whether Kafka and PostgreSQL answer, with versions."""
+    """Validate the configuration and report whether Kafka and PostgreSQL respond, with their versions."""
     settings = Settings.from_env()
     failures = 0
 

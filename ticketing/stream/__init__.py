@@ -1,0 +1,1 @@
+"""The stream: Avro encoding of domain events and the relay that publishes them to Kafka."""
