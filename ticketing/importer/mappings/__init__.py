@@ -1,0 +1,1 @@
+"""Mappings shipped with the importer, as package data (`helpdesk.yaml`)."""
