@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Collection, Mapping
+from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -22,6 +23,8 @@ from uuid import UUID
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
+    ApplicationRecorder,
+    EventStore,
     InfrastructureFactory,
     IntegrityError,
     JSONTranscoder,
@@ -30,7 +33,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 from structlog.typing import FilteringBoundLogger
 
 from domain.agent import Agent
@@ -128,6 +131,14 @@ class HelpdeskApplication(Application[UUID]):
         if isinstance(factory, PostgresFactory) and factory.env_create_table():
             create_schema(factory.datastore)
         return factory
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        with _table_creation_lock(self.factory):
+            return super().construct_recorder()
+
+    def construct_snapshot_store(self) -> EventStore[Any]:
+        with _table_creation_lock(self.factory):
+            return super().construct_snapshot_store()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -793,6 +804,23 @@ class HelpdeskApplication(Application[UUID]):
     ) -> ConcurrencyConflict:
         logger.warning("version conflict, giving up", attempts=self.max_attempts)
         return ConcurrencyConflict(aggregate_class.__name__, identifier, command, self.max_attempts)
+
+
+@contextmanager
+def _table_creation_lock(factory: InfrastructureFactory) -> Iterator[None]:
+    # Processes that start together (relay and consumers) would otherwise run
+    # eventsourcing's CREATE TABLE and CREATE FUNCTION at once, and PostgreSQL rejects
+    # the loser with "tuple concurrently updated". A transaction-level advisory lock,
+    # held on its own pooled connection, makes them take turns.
+    if not (isinstance(factory, PostgresFactory) and factory.env_create_table()):
+        yield
+        return
+    with factory.datastore.transaction(commit=True) as cursor:
+        cursor.execute(SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(Literal(_TABLE_LOCK_NAME)))
+        yield
+
+
+_TABLE_LOCK_NAME = "ticketing: create event store tables"
 
 
 def create_schema(datastore: PostgresDatastore) -> None:

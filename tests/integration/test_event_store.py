@@ -149,6 +149,22 @@ def test_schema_is_created_when_missing(store_settings: Settings, make_app: AppF
     assert row[0] >= 2
 
 
+def test_simultaneous_starts_create_tables_once(make_app: AppFactory) -> None:
+    # Relay and consumers start together in production; all must come up on a fresh schema.
+    starters = 6
+    barrier = threading.Barrier(starters)
+
+    def start() -> HelpdeskApplication:
+        barrier.wait(timeout=30)
+        return make_app()
+
+    with ThreadPoolExecutor(max_workers=starters) as pool:
+        futures = [pool.submit(start) for _ in range(starters)]
+        started = [future.result(timeout=60) for future in futures]
+
+    assert len(started) == starters
+
+
 # Idempotency
 
 
