@@ -18,6 +18,9 @@ DEFAULT_DATABASE_URL = "postgresql://helpdesk:helpdesk@127.0.0.1:5432/helpdesk"
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+# At most 40 characters, so that prefix + group + "_shadow" stays within PostgreSQL's 63.
+_PROJECTION_PREFIX = re.compile(r"^([a-z_][a-z0-9_]{0,39})?$")
 
 
 class ConfigError(ValueError):
@@ -51,6 +54,12 @@ class Settings:
     topic_partitions: int = 6
     output_dir: str = "output"
     connect_timeout_seconds: float = 5.0
+    projection_prefix: str = ""
+    notification_rules: str = ""  # empty: the rules.yaml shipped in projections/notifications
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "helpdesk@localhost"
+    slack_webhook_url: str = field(default="", repr=False)  # a secret: anyone with it can post
     database: DatabaseAddress = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,10 +81,24 @@ class Settings:
             topic_partitions=_positive_int(env, "TOPIC_PARTITIONS", 6, example="6"),
             output_dir=env.get("OUTPUT_DIR", "output") or "output",
             connect_timeout_seconds=_positive_float(env, "CONNECT_TIMEOUT_SECONDS", 5.0),
+            projection_prefix=_projection_prefix(env),
+            notification_rules=env.get("NOTIFICATION_RULES", ""),
+            smtp_host=env.get("SMTP_HOST", "127.0.0.1") or "127.0.0.1",
+            smtp_port=_port(env, "SMTP_PORT", 25),
+            smtp_from=_email(env, "SMTP_FROM", "helpdesk@localhost"),
+            slack_webhook_url=_webhook_url(env, "SLACK_WEBHOOK_URL"),
         )
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def projection_schema(self, group: str) -> str:
+        """Return the PostgreSQL schema of a projection group, e.g. "reports"."""
+        return f"{self.projection_prefix}{group}"
+
+    def consumer_group(self, group: str) -> str:
+        """Return the Kafka consumer group id of a projection group; it carries the same prefix."""
+        return f"{self.projection_prefix}{group}"
 
     def eventsourcing_env(self) -> dict[str, str]:
         """Return the variables that eventsourcing's PostgreSQL module expects."""
@@ -162,11 +185,45 @@ def _topic_prefix(env: Mapping[str, str]) -> str:
     return value
 
 
+def _projection_prefix(env: Mapping[str, str]) -> str:
+    value = env.get("PROJECTION_PREFIX", "")
+    if not _PROJECTION_PREFIX.match(value):
+        raise ConfigError(
+            "PROJECTION_PREFIX",
+            value,
+            "empty or a lowercase PostgreSQL identifier of at most 40 characters",
+            "staging_",
+        )
+    return value
+
+
 def _positive_int(env: Mapping[str, str], name: str, default: int, example: str) -> int:
     raw = env.get(name, str(default))
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(name, raw, "a whole number of at least 1", example)
     return int(raw)
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(name, raw, "a port number from 1 to 65535", str(default))
+    return int(raw)
+
+
+def _email(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    if not _EMAIL.match(value):
+        raise ConfigError(name, value, "an e-mail address", default)
+    return value
+
+
+def _webhook_url(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    if value and not value.startswith(("https://", "http://")):
+        # The value is a secret, so the message shows only its first characters.
+        raise ConfigError(name, value[:8] + "...", "an http(s) URL or nothing", "https://hooks.slack.com/services/...")
+    return value
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:

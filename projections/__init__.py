@@ -1,0 +1,1 @@
+"""SQL schemas and apply logic of the consumer groups: reports, retention, notifications."""

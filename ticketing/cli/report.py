@@ -1,0 +1,114 @@
+"""`ticketing report NAME`: print a named report as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import date, datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ticketing.settings import Settings
+
+if TYPE_CHECKING:
+    from projections.report_queries import ReportResult
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def report(
+    name: str = typer.Argument(..., help="Report name, e.g. departments, agents, channels, agent-time, tickets."),
+    output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="Output format."),
+    date_from: datetime = typer.Option(
+        None, "--from", formats=["%Y-%m-%d"], help="First UTC day included, as YYYY-MM-DD."
+    ),
+    date_to: datetime = typer.Option(None, "--to", formats=["%Y-%m-%d"], help="Last UTC day included, as YYYY-MM-DD."),
+    department: str = typer.Option(None, "--department", help="Only this department."),
+) -> None:
+    """Print a named report from the projection tables; the list of names is in the error for an unknown one."""
+    # The registry imports every projection module, and each registers its reports.
+    import projections.registry  # noqa: F401
+    from projections.report_queries import REPORTS, ReportFilters
+
+    query = REPORTS.get(name)
+    if query is None:
+        raise typer.BadParameter(f"unknown report {name!r}; known reports: {', '.join(sorted(REPORTS))}")
+    try:
+        filters = ReportFilters(
+            date_from=date_from.date() if date_from else None,
+            date_to=date_to.date() if date_to else None,
+            department=department,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+
+    settings = Settings.from_env()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        # Timestamps print in UTC, the time zone every report day is counted in.
+        conn.execute("SET TIME ZONE 'UTC'")
+        result = query(conn, settings, filters)
+
+    if output_format is OutputFormat.csv:
+        _write_csv(result)
+    elif output_format is OutputFormat.json:
+        _write_json(result)
+    else:
+        _write_table(result, name)
+
+
+def _write_csv(result: ReportResult) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(result.columns)
+    for row in result.rows:
+        writer.writerow(["" if value is None else _plain(value) for value in row])
+
+
+def _write_json(result: ReportResult) -> None:
+    rows = [{column: _plain(value) for column, value in zip(result.columns, row)} for row in result.rows]
+    json.dump(rows, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _write_table(result: ReportResult, name: str) -> None:
+    cells = [[_cell(value) for value in row] for row in result.rows]
+    table = Table(title=f"{name}: {len(result.rows)} row(s)", title_justify="left")
+    for column in result.columns:
+        table.add_column(column, no_wrap=True)
+    for row in cells:
+        table.add_row(*row)
+    # Daily reports have about twenty columns. Squeezed into a terminal's width, rich
+    # would print one character per line, so the table gets the width it needs.
+    widths = [max([len(column), *(len(row[index]) for row in cells)]) for index, column in enumerate(result.columns)]
+    console = Console()
+    console.width = max(console.width, sum(widths) + 3 * len(widths) + 1)
+    console.print(table)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(_plain(value))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="report")(report)
