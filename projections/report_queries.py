@@ -1,34 +1,45 @@
 """Named reports: each one returns rows from a projection schema, filtered by date and department.
 
-`ticketing report NAME` looks reports up in REPORTS. Another projection module adds its
-own with `@register_report("name")`; it must be imported by `projections.registry`,
-which the command imports first.
+`ticketing report NAME` and the pipeline run reports with `run_report`, which looks them
+up in REPORTS. Another projection module adds its own with `@register_report("name")`;
+it must be imported by `projections.registry`, which the command imports first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from enum import Enum
 from typing import Any, Callable
 
 import psycopg
 from psycopg import sql
 
 from projections import reports_views
+from projections.reports_views import Period
 from ticketing.settings import Settings
 
 
 @dataclass(frozen=True)
 class ReportFilters:
-    """Inclusive UTC date range and department; None means no limit."""
+    """Inclusive UTC date range, department and period of the rows. None means no limit.
+
+    A period of None gives each report its own granularity: days for the reports that
+    take a period, and whatever the other reports have (tickets, cohort months).
+    """
 
     date_from: date | None = None
     date_to: date | None = None
     department: str | None = None
+    period: Period | None = None
 
     def __post_init__(self) -> None:
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValueError(f"the date range is empty: from {self.date_from} is after to {self.date_to}")
+        if self.period is not None:
+            # Accept "week" as well as Period.week from Python callers; Period() raises
+            # ValueError for any other name.
+            object.__setattr__(self, "period", Period(self.period))
 
 
 @dataclass(frozen=True)
@@ -37,13 +48,50 @@ class ReportResult:
     rows: list[tuple[Any, ...]]
 
 
+class UnknownReport(LookupError):
+    """No report is registered under the requested name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown report {name!r}; known reports: {', '.join(sorted(REPORTS))}")
+        self.name = name
+
+
+class UnsupportedOption(ValueError):
+    """The report does not take a requested option, for example a period for a cohort report."""
+
+
+class Layout(str, Enum):
+    """Shape of a cohort report: one row per cohort and month offset, or one row per cohort."""
+
+    long = "long"
+    pivot = "pivot"
+
+
+# A pivot shows the first year of each cohort: month offsets 0 to 12.
+PIVOT_MAX_OFFSET = 12
+
+
 ReportQuery = Callable[[psycopg.Connection, Settings, ReportFilters], ReportResult]
 
 REPORTS: dict[str, ReportQuery] = {}
 
+# Reports that accept ReportFilters.period. run_report rejects a period for the others.
+PERIOD_REPORTS: set[str] = set()
 
-def register_report(name: str) -> Callable[[ReportQuery], ReportQuery]:
-    """Register a function as the named report `name`; a name can be registered once."""
+# Cohort reports that have a pivot layout, with the column that contains the cohort's size.
+PIVOT_REPORTS: dict[str, str] = {}
+
+
+def register_report(
+    name: str, *, periods: bool = False, pivot_size_column: str | None = None
+) -> Callable[[ReportQuery], ReportQuery]:
+    """Register a function as the named report `name`; a name can be registered once.
+
+    With `periods`, the function reads ReportFilters.period. Without it, `run_report`
+    rejects a period before the function runs. `pivot_size_column` gives a cohort
+    report the pivot layout (see cohort_pivot), whose rows need the columns `cohort`,
+    `month_offset`, `share` and `complete`.
+    """
 
     def register(query: ReportQuery) -> ReportQuery:
         if name in REPORTS and REPORTS[name] is not query:
@@ -51,9 +99,59 @@ def register_report(name: str) -> Callable[[ReportQuery], ReportQuery]:
                 f"report {name!r} is already registered by {REPORTS[name].__module__}; choose another name"
             )
         REPORTS[name] = query
+        if periods:
+            PERIOD_REPORTS.add(name)
+        if pivot_size_column is not None:
+            PIVOT_REPORTS[name] = pivot_size_column
         return query
 
     return register
+
+
+def check_options(name: str, filters: ReportFilters, layout: Layout = Layout.long) -> None:
+    """Raise UnknownReport or UnsupportedOption when the report cannot run with these options."""
+    if name not in REPORTS:
+        raise UnknownReport(name)
+    if filters.period is not None and name not in PERIOD_REPORTS:
+        raise UnsupportedOption(
+            f"the {name} report has no --period; --period works with {', '.join(sorted(PERIOD_REPORTS))}"
+        )
+    if layout is Layout.pivot and name not in PIVOT_REPORTS:
+        raise UnsupportedOption(
+            f"the {name} report has no pivot layout; --layout pivot works with {', '.join(sorted(PIVOT_REPORTS))}"
+        )
+
+
+def run_report(
+    conn: psycopg.Connection, settings: Settings, name: str, filters: ReportFilters, layout: Layout = Layout.long
+) -> ReportResult:
+    """Run the named report in `layout`. Before any query runs, raise as check_options does."""
+    check_options(name, filters, layout)
+    result = REPORTS[name](conn, settings, filters)
+    if layout is Layout.pivot:
+        return cohort_pivot(result, PIVOT_REPORTS[name])
+    return result
+
+
+def cohort_pivot(result: ReportResult, size_column: str, max_offset: int = PIVOT_MAX_OFFSET) -> ReportResult:
+    """Turn a long cohort report into one row per cohort: its label, its size and columns m0 to m{max_offset}.
+
+    Column mN is the share of the cohort in percent in month cohort + N. A cell stays
+    empty when that month is not complete yet (it contains the group's clock, so the
+    share can still grow) or lies after the clock.
+    """
+    position = {column: index for index, column in enumerate(result.columns)}
+    offsets = range(max_offset + 1)
+    pivot: dict[str, list[Any]] = {}
+    for row in result.rows:
+        cohort = row[position["cohort"]]
+        cells = pivot.setdefault(cohort, [cohort, row[position[size_column]], *(None for _ in offsets)])
+        offset = row[position["month_offset"]]
+        share = row[position["share"]]
+        if offset <= max_offset and share is not None and row[position["complete"]]:
+            cells[2 + offset] = round(share * 100, 2)
+    columns = ["cohort", size_column, *(f"m{offset}" for offset in offsets)]
+    return ReportResult(columns=columns, rows=[tuple(cells) for cells in pivot.values()])
 
 
 def run_query(conn: psycopg.Connection, query: sql.Composable, params: dict[str, Any]) -> ReportResult:
@@ -72,41 +170,49 @@ _IN_RANGE = sql.SQL(
 )
 
 
-def _daily_report(conn: psycopg.Connection, settings: Settings, filters: ReportFilters, dimension: str) -> ReportResult:
+def _figures_report(conn: psycopg.Connection, settings: Settings, filters: ReportFilters, dimension: str) -> ReportResult:
     schema = settings.projection_schema("reports")
-    daily = reports_views.daily_query(schema, dimension, department_filter=filters.department is not None)
-    key = sql.Identifier(reports_views.DIMENSIONS[dimension].name)
-    query = sql.SQL("SELECT * FROM ({daily}) AS daily WHERE {in_range} ORDER BY day, {key} NULLS FIRST").format(
-        daily=daily, in_range=_IN_RANGE.format(day=sql.Identifier("day")), key=key
+    period = filters.period or Period.day
+    figures = reports_views.figures_query(
+        schema, dimension, period, department_filter=filters.department is not None, date_range=True
+    )
+    order = [sql.Identifier(column) for column in reports_views.period_columns(period)[:1]]
+    order.append(sql.SQL("{} NULLS FIRST").format(sql.Identifier(reports_views.DIMENSIONS[dimension].name)))
+    query = sql.SQL("SELECT * FROM ({figures}) AS figures ORDER BY {order}").format(
+        figures=figures, order=sql.SQL(", ").join(order)
     )
     return run_query(conn, query, _params(filters))
 
 
-@register_report("departments")
+@register_report("departments", periods=True)
 def departments(conn: psycopg.Connection, settings: Settings, filters: ReportFilters) -> ReportResult:
-    """Return the daily figures per department."""
-    return _daily_report(conn, settings, filters, "department")
+    """Return the figures per department and period (a day by default)."""
+    return _figures_report(conn, settings, filters, "department")
 
 
-@register_report("agents")
+@register_report("agents", periods=True)
 def agents(conn: psycopg.Connection, settings: Settings, filters: ReportFilters) -> ReportResult:
-    """Return the daily figures per agent; an empty agent is work on unassigned tickets."""
-    return _daily_report(conn, settings, filters, "agent")
+    """Return the figures per agent and period. An empty agent is work on unassigned tickets."""
+    return _figures_report(conn, settings, filters, "agent")
 
 
-@register_report("channels")
+@register_report("channels", periods=True)
 def channels(conn: psycopg.Connection, settings: Settings, filters: ReportFilters) -> ReportResult:
-    """Return the daily figures per channel."""
-    return _daily_report(conn, settings, filters, "channel")
+    """Return the figures per channel and period."""
+    return _figures_report(conn, settings, filters, "channel")
 
 
-@register_report("agent-time")
+@register_report("agent-time", periods=True)
 def agent_time(conn: psycopg.Connection, settings: Settings, filters: ReportFilters) -> ReportResult:
-    """Return online, paused and work seconds per agent per day; a department keeps that department's agents."""
+    """Return online, paused and work seconds per agent and period. A department keeps that department's agents."""
     schema = settings.projection_schema("reports")
-    daily = reports_views.agent_time_query(schema, department_filter=filters.department is not None)
-    query = sql.SQL("SELECT * FROM ({daily}) AS daily WHERE {in_range} ORDER BY day, agent_id").format(
-        daily=daily, in_range=_IN_RANGE.format(day=sql.Identifier("day"))
+    period = filters.period or Period.day
+    times = reports_views.agent_time_query(
+        schema, period, department_filter=filters.department is not None, date_range=True
+    )
+    first_column = sql.Identifier(reports_views.period_columns(period)[0])
+    query = sql.SQL("SELECT * FROM ({times}) AS times ORDER BY {first_column}, agent_id").format(
+        times=times, first_column=first_column
     )
     return run_query(conn, query, _params(filters))
 

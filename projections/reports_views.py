@@ -1,14 +1,16 @@
-"""SQL views of the reports schema: daily figures per department, agent and channel, and agent time.
+"""SQL of the reports schema: figures per department, agent and channel, and agent time.
 
-The views compute everything from the normalized tables at query time, which keeps the
-tables order-independent. The daily query is generated once per dimension, with or
-without a department filter, so `projections.report_queries` can filter before
-aggregating (a median cannot be re-aggregated after the fact).
+Everything is computed from the normalized tables at query time, which keeps the tables
+order-independent. The figures query is generated per dimension and period, with or
+without a department filter and a date range. So `projections.report_queries` filters
+before aggregating, because a median or percentile cannot be re-aggregated after the
+fact: a week's median comes from the week's events, never from seven daily medians.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from psycopg import sql
@@ -17,6 +19,31 @@ if TYPE_CHECKING:
     import psycopg
 
 PAUSE_REASONS = ("break", "lunch", "meeting", "training", "other")
+
+
+class Period(str, Enum):
+    """Length of the period that one report row covers."""
+
+    day = "day"
+    week = "week"
+    month = "month"
+    all = "all"
+
+
+# The key of the period that contains the UTC day in column `day`. Weeks start on
+# Monday, as date_trunc('week') and ISO 8601 have them. Under `all` every day has the
+# same key, so the whole date range is one period.
+_PERIOD_KEYS = {
+    Period.day: "day",
+    Period.week: "date_trunc('week', day)::date",
+    Period.month: "date_trunc('month', day)::date",
+    Period.all: "DATE 'epoch'",
+}
+
+_DATE_RANGE = (
+    "(%(date_from)s::date IS NULL OR day >= %(date_from)s::date) "
+    "AND (%(date_to)s::date IS NULL OR day <= %(date_to)s::date)"
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +85,7 @@ DAILY_COLUMNS = (
     "average_rating",
 )
 
-_DAILY = """
+_FIGURES = """
 WITH history AS (
     SELECT h.*, lead(h.occurred_at) OVER (PARTITION BY h.ticket_id ORDER BY h.version) AS next_occurred_at
     FROM {schema}.ticket_history h
@@ -78,7 +105,7 @@ measures AS (
 ),
 counts AS (
     SELECT
-        day,
+        {period_key} AS period_key,
         key,
         count(*) FILTER (WHERE event_type = 'Ticket.Opened') AS opened,
         count(*) FILTER (WHERE event_type = 'Ticket.Resolved') AS resolved,
@@ -99,11 +126,13 @@ counts AS (
         count(rating) AS ratings,
         avg(rating)::double precision AS average_rating
     FROM measures
-    GROUP BY day, key
+    WHERE {date_range}
+    GROUP BY 1, key
 ),
 -- The backlog changes by +1 when a state in the backlog starts and by -1 when the
 -- ticket's next history row replaces it; the running sum per key is the backlog at
--- the end of each day.
+-- the end of each day. It runs over the whole history, also before the date range,
+-- because tickets opened earlier are still in the backlog.
 changes AS (
     SELECT day, key, sum(delta) AS delta
     FROM (
@@ -120,23 +149,38 @@ changes AS (
 bounds AS (
     SELECT min(day) AS first_day, max(day) AS last_day
     FROM (
-        SELECT day FROM counts
+        SELECT day FROM measures
         UNION ALL SELECT day FROM changes
         UNION ALL SELECT (clock AT TIME ZONE 'UTC')::date FROM {schema}.report_clock
     ) AS days
 ),
-grid AS (
-    SELECT series::date AS day, keys.key
-    FROM bounds
-    CROSS JOIN generate_series(bounds.first_day, bounds.last_day, interval '1 day') AS series
-    CROSS JOIN (SELECT DISTINCT key FROM changes) AS keys
+days AS (
+    SELECT series::date AS day
+    FROM bounds CROSS JOIN generate_series(bounds.first_day, bounds.last_day, interval '1 day') AS series
 ),
-backlog AS (
+-- A period covers its days inside the date range and inside the reported days, so the
+-- first and the last period can be shorter than a calendar week or month.
+periods AS (
+    SELECT {period_key} AS period_key, min(day) AS first_day, max(day) AS last_day
+    FROM days
+    WHERE {date_range}
+    GROUP BY 1
+),
+grid AS (
+    SELECT days.day, keys.key
+    FROM days CROSS JOIN (SELECT DISTINCT key FROM changes) AS keys
+),
+daily_backlog AS (
     SELECT grid.day, grid.key, sum(coalesce(changes.delta, 0)) OVER (PARTITION BY grid.key ORDER BY grid.day) AS backlog
     FROM grid LEFT JOIN changes USING (day, key)
+),
+-- The backlog of a period is the backlog at the end of its last day.
+backlog AS (
+    SELECT periods.period_key, daily_backlog.key, daily_backlog.backlog
+    FROM periods JOIN daily_backlog ON daily_backlog.day = periods.last_day
 )
 SELECT
-    day,
+    {period_columns},
     {key_output} AS {key_name},
     coalesce(counts.opened, 0) AS opened,
     coalesce(counts.resolved, 0) AS resolved,
@@ -157,18 +201,19 @@ SELECT
     coalesce(counts.callbacks_missed, 0) AS callbacks_missed,
     coalesce(counts.ratings, 0) AS ratings,
     counts.average_rating
-FROM counts FULL JOIN backlog USING (day, key)
+FROM counts FULL JOIN backlog USING (period_key, key)
+JOIN periods USING (period_key)
 WHERE coalesce(backlog.backlog, 0) <> 0
    OR coalesce(counts.opened + counts.resolved + counts.closed + counts.reopened + counts.first_response_count
                + counts.resolution_count + counts.callbacks_requested + counts.callbacks_completed
                + counts.callbacks_missed + counts.ratings, 0) > 0
 """
 
-_DAILY_AGENTS = """
-SELECT daily.day, daily.agent_id, agents.name AS agent_name,
+_FIGURES_AGENTS = """
+SELECT {period_columns}, figures.agent_id, agents.name AS agent_name,
        coalesce(agents.employment = 'temporary', false) AS temporary,
        {columns}
-FROM ({daily}) AS daily LEFT JOIN {schema}.agents agents USING (agent_id)
+FROM ({figures}) AS figures LEFT JOIN {schema}.agents agents USING (agent_id)
 """
 
 _AGENT_TIME_PIECES = """
@@ -190,45 +235,86 @@ pieces AS (
 SELECT agent_id, kind, reason, day, seconds FROM pieces WHERE seconds > 0
 """
 
-_AGENT_TIME_DAILY = """
-SELECT p.day, p.agent_id, a.name AS agent_name, coalesce(a.employment = 'temporary', false) AS temporary,
+_AGENT_TIME = """
+SELECT {period_columns}, p.agent_id, a.name AS agent_name, coalesce(a.employment = 'temporary', false) AS temporary,
        coalesce(sum(p.seconds) FILTER (WHERE p.kind = 'online'), 0) AS online_seconds,
        coalesce(sum(p.seconds) FILTER (WHERE p.kind = 'paused'), 0) AS paused_seconds,
        {reason_columns},
        coalesce(sum(p.seconds) FILTER (WHERE p.kind = 'online'), 0)
            - coalesce(sum(p.seconds) FILTER (WHERE p.kind = 'paused'), 0) AS work_seconds
-FROM {schema}.agent_time_pieces p LEFT JOIN {schema}.agents a USING (agent_id)
+FROM (
+    SELECT pieces.*, {period_key} AS period_key
+    FROM {schema}.agent_time_pieces pieces
+    WHERE {date_range}
+) AS p
+LEFT JOIN {schema}.agents a USING (agent_id)
 WHERE {department_condition}
-GROUP BY p.day, p.agent_id, a.name, a.employment
+GROUP BY p.period_key, p.agent_id, a.name, a.employment
 """
+
+# A period of agent time runs from the first to the last day in it on which any agent
+# of the report has time, so a period cut by the date range or by the clock shows it.
+_AGENT_TIME_PERIOD = (
+    "min(min(p.day)) OVER (PARTITION BY p.period_key) AS period_start, "
+    "max(max(p.day)) OVER (PARTITION BY p.period_key) AS period_end"
+)
 
 VIEWS = ("daily_departments", "daily_agents", "daily_channels", "agent_time_daily", "agent_time_pieces")
 
 
-def daily_query(schema: str, dimension: str, *, department_filter: bool) -> sql.Composed:
-    """Return the daily figures per `dimension`; with `department_filter`, it takes %(department)s."""
+def figures_query(
+    schema: str, dimension: str, period: Period, *, department_filter: bool, date_range: bool
+) -> sql.Composed:
+    """Return the figures per period and `dimension`.
+
+    With `department_filter` the query takes %(department)s, and with `date_range` it
+    takes %(date_from)s and %(date_to)s (inclusive UTC days, NULL for no limit). Rows of
+    Period.day start with a `day` column, all others with `period_start` and
+    `period_end`, the first and last day that the row covers.
+    """
     spec = DIMENSIONS[dimension]
     condition = sql.SQL("h.department = %(department)s" if department_filter else "true")
     key_output = "nullif(key, '')" if dimension == "agent" else "key"
-    query = sql.SQL(_DAILY).format(
+    if period is Period.day:
+        leading_columns = "periods.first_day AS day"
+    else:
+        leading_columns = "periods.first_day AS period_start, periods.last_day AS period_end"
+    query = sql.SQL(_FIGURES).format(
         schema=sql.Identifier(schema),
         counted_key=sql.SQL(spec.counted_key),
         backlog_key=sql.SQL(spec.backlog_key),
         department_condition=condition,
+        period_key=sql.SQL(_PERIOD_KEYS[period]),
+        date_range=sql.SQL(_DATE_RANGE if date_range else "true"),
+        period_columns=sql.SQL(leading_columns),
         key_output=sql.SQL(key_output),
         key_name=sql.Identifier(spec.name),
     )
     if dimension != "agent":
         return query
-    return sql.SQL(_DAILY_AGENTS).format(
+    return sql.SQL(_FIGURES_AGENTS).format(
         schema=sql.Identifier(schema),
-        daily=query,
-        columns=sql.SQL(", ").join(sql.SQL("daily.{}").format(sql.Identifier(column)) for column in DAILY_COLUMNS),
+        figures=query,
+        period_columns=sql.SQL(", ").join(
+            sql.SQL("figures.{}").format(sql.Identifier(column)) for column in period_columns(period)
+        ),
+        columns=sql.SQL(", ").join(sql.SQL("figures.{}").format(sql.Identifier(column)) for column in DAILY_COLUMNS),
     )
 
 
-def agent_time_query(schema: str, *, department_filter: bool) -> sql.Composed:
-    """Return time per agent per day; with `department_filter`, agents of %(department)s only."""
+def daily_query(schema: str, dimension: str, *, department_filter: bool) -> sql.Composed:
+    """Return the daily figures per `dimension` over all days. With `department_filter`, it takes %(department)s."""
+    return figures_query(schema, dimension, Period.day, department_filter=department_filter, date_range=False)
+
+
+def agent_time_query(
+    schema: str, period: Period = Period.day, *, department_filter: bool, date_range: bool = False
+) -> sql.Composed:
+    """Return time per agent and period. With `department_filter`, only agents of %(department)s count.
+
+    `date_range` adds the %(date_from)s and %(date_to)s parameters as in figures_query.
+    Seconds are sums, so a period's time is the sum of its days.
+    """
     reason_columns = sql.SQL(", ").join(
         sql.SQL("coalesce(sum(p.seconds) FILTER (WHERE p.kind = 'paused' AND p.reason = {reason}), 0) AS {column}").format(
             reason=sql.Literal(reason), column=sql.Identifier(f"paused_{reason}_seconds")
@@ -236,9 +322,23 @@ def agent_time_query(schema: str, *, department_filter: bool) -> sql.Composed:
         for reason in PAUSE_REASONS
     )
     condition = sql.SQL("%(department)s = ANY(a.departments)" if department_filter else "true")
-    return sql.SQL(_AGENT_TIME_DAILY).format(
-        schema=sql.Identifier(schema), reason_columns=reason_columns, department_condition=condition
+    if period is Period.day:
+        columns = sql.SQL("p.period_key AS day")
+    else:
+        columns = sql.SQL(_AGENT_TIME_PERIOD)
+    return sql.SQL(_AGENT_TIME).format(
+        schema=sql.Identifier(schema),
+        period_columns=columns,
+        period_key=sql.SQL(_PERIOD_KEYS[period]),
+        date_range=sql.SQL(_DATE_RANGE if date_range else "true"),
+        reason_columns=reason_columns,
+        department_condition=condition,
     )
+
+
+def period_columns(period: Period) -> tuple[str, ...]:
+    """Return the names of the leading columns that give the days a row covers."""
+    return ("day",) if period is Period.day else ("period_start", "period_end")
 
 
 def create_views(conn: psycopg.Connection, schema: str) -> None:

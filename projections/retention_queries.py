@@ -459,16 +459,18 @@ def _register(
     period: str,
     cohort: Callable[[Row], str] | None = None,
     share: str | None = None,
+    size: str | None = None,
 ) -> None:
     """Register `query` as the named report `name`, filtered on the month column `period`.
 
     Rates become percentages with two decimals in columns named *_percent, because the
     report table prints floats with one decimal. A cohort report also gets a `cohort`
     label and a `share` column (0 to 1, the column `share` of the query), the columns
-    that the pipeline's heatmaps read.
+    that the pipeline's heatmaps and the pivot layout read. `size` names its column of
+    cohort sizes for the pivot layout.
     """
 
-    @register_report(name)
+    @register_report(name, pivot_size_column=size)
     def report(conn: psycopg.Connection, settings: Settings, filters: ReportFilters) -> ReportResult:
         if filters.department is not None:
             raise ValueError(f"the {name} report has no department breakdown; run it without --department")
@@ -514,6 +516,7 @@ _register(
     "cohort_month",
     cohort=lambda row: f"{row['cohort_month']:%Y-%m}",
     share="active_share",
+    size="cohort_customers",
 )
 _register("customer-retention", customer_retention, "month")
 _register("repeat-contacts", repeat_contacts, "month")
@@ -525,5 +528,6 @@ _register(
     "cohort_month",
     cohort=lambda row: f"{row['cohort_month']:%Y-%m} {row['employment']}",
     share="still_employed_share",
+    size="hired",
 )
 _register("agent-turnover", agent_turnover, "month")
