@@ -73,7 +73,11 @@ def report(
 
     settings = Settings.from_env()
     with report_connection(settings) as conn:
-        result = run_report(conn, settings, name, filters, layout)
+        try:
+            result = run_report(conn, settings, name, filters, layout)
+        except ValueError as error:
+            # A report that cannot honour a filter (retention has no departments) says so.
+            raise typer.BadParameter(str(error)) from error
 
     if output_format is OutputFormat.csv:
         write_csv(result, sys.stdout)
