@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 
 from domain.ticket import Ticket
 from ticketing.application import HelpdeskApplication
-from ticketing.importer import keys
+from ticketing.importer import executor, keys
 from ticketing.importer.errors import TicketImportError
 from ticketing.importer.mapping import default_mapping_path, load_mapping
+from ticketing.importer.quirks import Quirk
 from ticketing.importer.runner import ImportOptions, ImportRun
 from ticketing.importer.summary import ImportSummary
 from ticketing.settings import Settings
@@ -212,6 +214,10 @@ def test_second_import_stores_nothing(make_app: Callable[[], HelpdeskApplication
     assert second.tickets_unchanged == 3
     assert second.tickets_new == 0
     assert len(stored_events(make_app())) == count_after_first
+    assert second.rows_applied == 0
+    assert second.rows_already_applied == first.rows_applied == len(THREE_CASES)
+    assert second.commands_issued == 0
+    assert second.commands_already_applied == first.commands_issued
 
 
 def test_same_rows_in_other_file_store_nothing(make_app: Callable[[], HelpdeskApplication], tmp_path: Path) -> None:
@@ -231,6 +237,9 @@ def test_grown_log_extends_ticket(make_app: Callable[[], HelpdeskApplication], t
     events = stored_events(make_app())
     assert grown.tickets_extended == 1
     assert grown.tickets_new == 2
+    # Case 1 had two of its four rows stored; cases 2 and 3 are new.
+    assert grown.rows_already_applied == 2
+    assert grown.rows_applied == len(THREE_CASES) - 2
     assert types_of(events, ticket_id("Case 1")) == [
         "Ticket.Opened",
         "Ticket.Assigned",
@@ -238,6 +247,54 @@ def test_grown_log_extends_ticket(make_app: Callable[[], HelpdeskApplication], t
         "Ticket.Resolved",
         "Ticket.Closed",
     ]
+
+
+# Case 4 is resolved by an agent, Value 2, that never took it in charge.
+UNASSIGNED_CASE = [
+    row("Case 4", "Assign seriousness", "Value 1", "2012/10/13 08:00:00"),
+    row("Case 4", "Resolve ticket", "Value 2", "2012/10/13 09:00:00"),
+    row("Case 4", "Closed", "Value 5", "2012/11/13 09:00:00"),
+]
+
+
+def test_resolving_agent_assigned(make_app: Callable[[], HelpdeskApplication], tmp_path: Path) -> None:
+    summary = import_file(make_app(), write_log(tmp_path, UNASSIGNED_CASE))
+
+    events = stored_events(make_app())
+    assert types_of(events, ticket_id("Case 4")) == [
+        "Ticket.Opened",
+        "Ticket.Assigned",
+        "Ticket.AgentReplied",
+        "Ticket.Resolved",
+        "Ticket.Closed",
+    ]
+    (assigned,) = [event for event in events if event_type(event) == "Ticket.Assigned"]
+    assert assigned.agent_id == keys.agent_id(SOURCE, "Value 2")
+    assert summary.quirks[Quirk.IMPLICIT_ASSIGN] == 1
+
+
+def test_store_without_implicit_assignments_kept(
+    make_app: Callable[[], HelpdeskApplication], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_log(tmp_path, [*THREE_CASES, *UNASSIGNED_CASE])
+    with monkeypatch.context() as patch:
+        # The importer as it was before implicit assignments.
+        patch.setattr(executor._CaseDriver, "_assign_if_unassigned", lambda self, agent, context: None)
+        earlier = import_file(make_app(), path)
+    count_after_first = len(stored_events(make_app()))
+
+    again = import_file(make_app(), path)
+
+    assert earlier.quirks[Quirk.IMPLICIT_ASSIGN] == 0
+    assert again.tickets_unchanged == 4
+    assert again.tickets_rejected == 0
+    assert again.events_stored_total == 0
+    assert again.quirks[Quirk.IMPLICIT_ASSIGN] == 0
+    left_out = "assign to the replying or resolving agent: ticket stored before by an import without it"
+    assert again.commands_skipped[left_out] == 1
+    assert again.commands_issued == 0
+    assert again.commands_already_applied == earlier.commands_issued
+    assert len(stored_events(make_app())) == count_after_first
 
 
 # Failures.
@@ -268,12 +325,19 @@ def test_mid_ticket_failure_stores_nothing_of_it(make_app: Callable[[], Helpdesk
     events = stored_events(make_app())
     assert caught.value.case == "B"
     assert caught.value.line == 6
-    assert types_of(events, ticket_id("A")) == ["Ticket.Opened", "Ticket.AgentReplied", "Ticket.Resolved"]
+    # Value 1 resolves the unassigned ticket A, so the importer assigns it to Value 1 first.
+    assert types_of(events, ticket_id("A")) == [
+        "Ticket.Opened",
+        "Ticket.Assigned",
+        "Ticket.AgentReplied",
+        "Ticket.Resolved",
+    ]
     assert types_of(events, ticket_id("B")) == []
     assert types_of(events, ticket_id("C")) == []
     # Value 2 appears only in case B, so the agent was not stored either.
     assert keys.agent_id(SOURCE, "Value 2") not in {event.originator_id for event in events}
     assert run.summary.tickets_new == 1
+    assert run.summary.tickets_rejected == 1
 
 
 def test_rejected_ticket_skipped_with_rejects(make_app: Callable[[], HelpdeskApplication], tmp_path: Path) -> None:
@@ -352,6 +416,7 @@ def test_cli_skip_invalid_writes_rejects(
 ) -> None:
     path = write_log(tmp_path, MALFORMED)
     rejects_path = tmp_path / "out" / "rejects.csv"
+    rejects_path.parent.mkdir()
 
     result = run_cli(store_settings, tmp_path, str(path), "--skip-invalid", "--rejects", str(rejects_path))
 
@@ -367,6 +432,34 @@ def test_cli_skip_invalid_writes_rejects(
     events = stored_events(make_app())
     assert types_of(events, ticket_id("Case 1")) == ["Ticket.Opened"]
     assert types_of(events, ticket_id("Case 4")) == ["Ticket.Opened"]
+
+
+def schema_exists(settings: Settings) -> bool:
+    with psycopg.connect(settings.database_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (settings.event_store_schema,)
+        ).fetchone()
+    return row is not None and row[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("rejects", "expected"),
+    [
+        pytest.param("{tmp}", "the rejects file {tmp} is a folder", id="folder"),
+        pytest.param("/proc/x.csv", "the rejects file /proc/x.csv cannot be written", id="not-creatable"),
+        pytest.param("{tmp}/missing/dir/r.csv", "the folder of the rejects file {tmp}/missing/dir/r.csv does not exist", id="missing-folder"),
+    ],
+)
+def test_cli_unusable_rejects_path_exit_2(store_settings: Settings, tmp_path: Path, rejects: str, expected: str) -> None:
+    path = write_log(tmp_path, MALFORMED)
+
+    result = run_cli(store_settings, tmp_path, str(path), "--skip-invalid", "--rejects", rejects.format(tmp=tmp_path))
+
+    assert result.returncode == 2, result.stderr
+    assert f"error: --rejects: {expected.format(tmp=tmp_path)}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "missing").exists()
+    assert not schema_exists(store_settings), "nothing may be stored before the rejects path is checked"
 
 
 def test_cli_default_rejects_path(store_settings: Settings, tmp_path: Path) -> None:
@@ -401,6 +494,69 @@ def test_cli_invalid_mapping_exit_2(store_settings: Settings, tmp_path: Path) ->
 
     assert result.returncode == 2
     assert f"{mapping}: columns.case: is missing" in result.stderr
+
+
+def test_cli_invalid_mapping_yaml_names_file_and_line(store_settings: Settings, tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("name: x\ncolumns: {case: Case ID\n", encoding="utf-8")
+
+    result = run_cli(store_settings, tmp_path, str(write_log(tmp_path, THREE_CASES)), "--mapping", str(mapping))
+
+    assert result.returncode == 2
+    assert f"error: {mapping}: invalid YAML at line 3, column 1: " in result.stderr
+    assert "<unicode string>" not in result.stderr
+
+
+def test_cli_undecodable_line_named(
+    store_settings: Settings, make_app: Callable[[], HelpdeskApplication], tmp_path: Path
+) -> None:
+    rows = [row(f"Case {number}", "Assign seriousness", "Value 1", "2012/1/1 10:00:00") for number in range(1, 150)]
+    path = write_log(tmp_path, rows)
+    lines = path.read_bytes().split(b"\n")
+    lines[99] = lines[99].replace(b"Variant 1", "Variante \xe8".encode("latin-1"), 1)
+    path.write_bytes(b"\n".join(lines))
+
+    result = run_cli(store_settings, tmp_path, str(path))
+
+    assert result.returncode == 2
+    assert f"error: {path} line 100: the file is not valid utf-8-sig" in result.stderr
+    assert "Re-encode the file as UTF-8" in result.stderr
+    assert stored_events(make_app()) == []
+
+
+def test_cli_rejected_ticket_counted(store_settings: Settings, tmp_path: Path) -> None:
+    result = run_cli(store_settings, tmp_path, str(case_b_fails(tmp_path)))
+
+    assert result.returncode == 1
+    assert "case 'B' was not imported" in result.stderr
+    assert "Rows of a case must be in time order, so correct the time" in result.stderr
+    assert "--skip-invalid" in result.stderr
+    assert summary_value(result.stdout, "tickets rejected") == "1"
+
+
+def test_cli_reimport_reports_already_applied(store_settings: Settings, tmp_path: Path) -> None:
+    path = write_log(tmp_path, THREE_CASES)
+    first = run_cli(store_settings, tmp_path, str(path))
+
+    second = run_cli(store_settings, tmp_path, str(path))
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    issued = summary_value(first.stdout, "commands issued")
+    assert summary_value(second.stdout, "commands issued") == "0"
+    assert summary_value(second.stdout, "commands already applied") == issued
+    assert summary_value(second.stdout, "rows applied") == "0"
+    assert summary_value(second.stdout, "rows already imported") == str(len(THREE_CASES))
+    assert summary_value(second.stdout, "events stored") == "0"
+
+
+def summary_value(output: str, name: str) -> str:
+    """Return the value of one row of the printed totals table."""
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        if len(cells) == 2 and cells[0] == name:
+            return cells[1]
+    raise AssertionError(f"no row {name!r} in the summary:\n{output}")
 
 
 def test_cli_rejects_needs_skip_invalid(store_settings: Settings, tmp_path: Path) -> None:
@@ -446,15 +602,10 @@ def figures_from_csv(path: Path, limit_cases: int | None = None) -> Figures:
         department = rows[0][10]
         # The figures below rely on this, so a different log fails here, not later.
         assert {record[10] for record in rows} == {department}, case
-        assignee = None
         for record in rows:
-            resource = record[2]
-            if resource in SYSTEM_RESOURCES:
-                continue
-            departments[resource].add(department)
-            if record[1] == "Take in charge ticket" and resource != assignee:
-                assignments[resource] += 1
-                assignee = resource
+            if record[2] not in SYSTEM_RESOURCES:
+                departments[record[2]].add(department)
+        assignments.update(agent for agent, _ in case_assignments(rows))
 
     return Figures(
         tickets=len(selected),
@@ -463,6 +614,45 @@ def figures_from_csv(path: Path, limit_cases: int | None = None) -> Figures:
         customers={cases[case][0][8] for case in selected},
         assignments=assignments,
     )
+
+
+# Activities whose first command (move_to_pending, put_on_hold) reopens a resolved or
+# closed ticket, also when the row's resource is a system user.
+REOPENING_ACTIVITIES = frozenset({"Wait", "Require upgrade", "Create SW anomaly"})
+
+
+def case_assignments(rows: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """Return the agent and activity of each Ticket.Assigned event of a case, in order, under the rules of docs/import.md.
+
+    An agent's Take in charge reopens a finished ticket and assigns it, unless it is
+    assigned to that agent already. An agent's Wait or Resolve ticket assigns an
+    unassigned ticket to that agent, because both send the first public reply or
+    resolve. The one exception is a Resolve ticket on a resolved ticket, which skips
+    the reply and needs no resolution. Nothing in this log clears an assignee, because
+    no case changes its department.
+    """
+    status = "active"
+    assignee: str | None = None
+    agents: list[tuple[str, str]] = []
+    for record in rows:
+        activity, resource = record[1], record[2]
+        by_agent = bool(resource) and resource not in SYSTEM_RESOURCES
+        assigns = False
+        if activity == "Take in charge ticket" and by_agent:
+            status = "active"
+            assigns = resource != assignee
+        elif activity in REOPENING_ACTIVITIES:
+            status = "active"
+            assigns = activity == "Wait" and by_agent and assignee is None
+        elif activity == "Resolve ticket":
+            assigns = by_agent and assignee is None and status != "resolved"
+            status = "resolved"
+        elif activity == "Closed":
+            status = "closed"
+        if assigns:
+            agents.append((resource, activity))
+            assignee = resource
+    return agents
 
 
 def check_against_figures(events: list[Any], figures: Figures) -> None:

@@ -17,7 +17,13 @@ from ticketing.application import HelpdeskApplication
 from ticketing.importer.quirks import Quirk
 from ticketing.importer.runner import ImportRun
 from ticketing.settings import Settings
-from tests.integration.test_import import MAPPING, check_against_figures, figures_from_csv, stored_events
+from tests.integration.test_import import (
+    MAPPING,
+    case_assignments,
+    check_against_figures,
+    figures_from_csv,
+    stored_events,
+)
 
 CREATION_ACTIVITIES = {"Insert ticket", "Assign seriousness"}
 
@@ -48,6 +54,7 @@ class RowFigures:
     foreign_customer_rows: int
     ties: int
     cases_without_close: int
+    implicit_assignments: int
 
 
 def row_figures(path: Path) -> RowFigures:
@@ -57,7 +64,7 @@ def row_figures(path: Path) -> RowFigures:
     for record in records:
         cases.setdefault(record[0], []).append(record)
 
-    figures = RowFigures(len(records), 0, 0, 0, 0, 0)
+    figures = RowFigures(len(records), 0, 0, 0, 0, 0, 0)
     for rows in cases.values():
         unique = list(dict.fromkeys(tuple(record) for record in rows))
         figures.duplicates += len(rows) - len(unique)
@@ -65,6 +72,9 @@ def row_figures(path: Path) -> RowFigures:
         figures.foreign_customer_rows += sum(record[8] != unique[0][8] for record in unique)
         figures.ties += sum(earlier[3] == later[3] for earlier, later in zip(unique, unique[1:]))
         figures.cases_without_close += all(record[1] != "Closed" for record in unique)
+        figures.implicit_assignments += sum(
+            activity != "Take in charge ticket" for _, activity in case_assignments(unique)
+        )
     return figures
 
 
@@ -83,6 +93,7 @@ def test_full_log_imports_every_case(app: HelpdeskApplication, helpdesk_csv: Pat
     assert summary.quirks[Quirk.IMPLICIT_OPEN] == rows.implicit_opens
     assert summary.quirks[Quirk.CUSTOMER_CHANGED] == rows.foreign_customer_rows
     assert summary.quirks[Quirk.TIMESTAMP_TIE] == rows.ties
+    assert summary.quirks[Quirk.IMPLICIT_ASSIGN] == rows.implicit_assignments
     # A case without a Closed row can end in any status but closed. A case whose last
     # Closed is followed by work ends open, so the sum can exceed the count.
     assert sum(summary.quirks[quirk] for quirk in NEVER_CLOSED) >= rows.cases_without_close
@@ -94,3 +105,7 @@ def test_full_log_imports_every_case(app: HelpdeskApplication, helpdesk_csv: Pat
     assert again.events_stored_total == 0
     assert again.tickets_unchanged == 4_580
     assert len(stored_events(app)) == len(events)
+    assert again.commands_issued == 0
+    assert again.commands_already_applied == summary.commands_issued
+    assert again.rows_applied == 0
+    assert again.rows_already_applied == summary.rows_applied

@@ -122,8 +122,9 @@ def follow_case(rows: list[list[str]]) -> CaseOutcome:
     that of the first Resolve ticket after the last reopen. A Closed row on an unresolved
     ticket resolves it first. An agent taking the ticket in charge, a Wait, a Require
     upgrade or a Create SW anomaly reopens a finished ticket, which clears its
-    resolution. A system user's Take in charge assigns no agent, and assigning the
-    current assignee again stores nothing.
+    resolution. A system user's Take in charge assigns no agent, assigning the
+    current assignee again stores nothing, and an agent's Wait or Resolve ticket on an
+    unassigned ticket assigns it to that agent.
     """
     first = rows[0]
     outcome = CaseOutcome(department=first[DEPARTMENT], customer=first[CUSTOMER], opened_at=log_time(first[TIMESTAMP]))
@@ -138,6 +139,15 @@ def follow_case(rows: list[list[str]]) -> CaseOutcome:
         reply_skipped = activity == "Resolve ticket" and status != "open"
         if activity in REPLY_ACTIVITIES and by_agent and outcome.first_responder is None and not reply_skipped:
             outcome.first_responder = resource
+
+        # An agent who asks the customer to wait, or resolves, an unassigned ticket
+        # is assigned to it first, unless the Resolve finds the ticket resolved already.
+        implicit_assignment = assignee is None and by_agent and (
+            activity == "Wait" or (activity == "Resolve ticket" and status != "resolved")
+        )
+        if implicit_assignment:
+            assignee = resource
+            outcome.assignments.append(resource)
 
         if activity == "Resolve ticket" and status != "resolved":
             status, outcome.resolved_at = "resolved", at

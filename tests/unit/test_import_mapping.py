@@ -198,6 +198,30 @@ def test_invalid_yaml_rejected(tmp_path: Path) -> None:
     assert "invalid YAML" in str(caught.value)
 
 
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\ncolumns:\n  case: Case ID\n   activity: Activity\n", encoding="utf-8")
+
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"{path}: invalid YAML at line 4, column ")
+    assert "<unicode string>" not in message
+    assert "\n" not in message
+
+
+def test_mapping_not_utf8_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caff\xe8\n".encode("latin-1"))
+
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+
+    assert str(path) in str(caught.value)
+    assert "not UTF-8" in str(caught.value)
+
+
 def test_mapping_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "log.yaml"
     path.write_text(yaml.safe_dump(MINIMAL), encoding="utf-8")

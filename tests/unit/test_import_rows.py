@@ -685,6 +685,7 @@ def test_activity_after_resolution_reopens(tmp_path: Path) -> None:
 
     assert event_names(outcome.ticket) == [
         "Opened",
+        "Assigned",
         "AgentReplied",
         "Resolved",
         "Reopened",
@@ -808,7 +809,7 @@ def test_attribute_change_applied_after_reopen(tmp_path: Path) -> None:
             row("Case 1", "Assign seriousness", "Value 1", "2012/1/1 10:00:00"),
             row("Case 1", "Resolve ticket", "Value 2", "2012/1/2 10:00:00"),
             row("Case 1", "Closed", "Value 5", "2012/2/2 10:00:00"),
-            row("Case 1", "Take in charge ticket", "Value 2", "2012/2/3 10:00:00", product="Value 2"),
+            row("Case 1", "Take in charge ticket", "Value 4", "2012/2/3 10:00:00", product="Value 2"),
         ],
     )
 
@@ -870,7 +871,9 @@ def test_system_users_not_hired(tmp_path: Path) -> None:
     (outcome,) = outcomes
 
     assert events_of(outcome.ticket, "Opened")[0].actor_id == "system:value-5"
-    assert events_of(outcome.ticket, "Assigned") == []
+    # The system user's Take in charge assigns no agent. The agent who resolves gets the ticket.
+    (assigned,) = events_of(outcome.ticket, "Assigned")
+    assert assigned.agent_id == keys.agent_id(MAPPING.name, "Value 2")
     assert outcome.skipped == {"assign: resource is a system user": 1, "first_reply: resource is a system user": 1}
     assert set(directory.people.agents) == {"Value 2"}
     assert outcome.agent_ids == {keys.agent_id(MAPPING.name, "Value 2")}
@@ -915,7 +918,7 @@ def test_note_on_resolved_ticket_skipped(tmp_path: Path) -> None:
 
     outcome = drive_one(path)
 
-    assert event_names(outcome.ticket) == ["Opened", "AgentReplied", "Resolved"]
+    assert event_names(outcome.ticket) == ["Opened", "Assigned", "AgentReplied", "Resolved"]
     assert outcome.skipped == {"note: ticket is resolved": 1}
 
 
@@ -935,7 +938,14 @@ def test_anomaly_holds_and_resumes(tmp_path: Path) -> None:
 
     outcome = drive_one(path)
 
-    assert event_names(outcome.ticket) == ["Opened", "PutOnHold", "Resumed", "MovedToPending", "AgentReplied"]
+    assert event_names(outcome.ticket) == [
+        "Opened",
+        "PutOnHold",
+        "Resumed",
+        "MovedToPending",
+        "Assigned",
+        "AgentReplied",
+    ]
     assert outcome.not_needed == {
         "put_on_hold: ticket already on hold": 1,
         "resume: ticket not pending or on hold": 1,

@@ -1,8 +1,8 @@
 """`ticketing import FILE`: import a helpdesk log (CSV) into the event store.
 
 Exit codes: 0 when the import finished, 1 when a malformed row, a ticket the domain
-rejects or the database stopped it, 2 when the mapping, the file or the configuration
-is unusable.
+rejects or the database stopped it, 2 when the mapping, the file, the rejects path or
+the configuration is unusable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import NoReturn, Optional
 
 import structlog
 import typer
-from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -28,8 +27,10 @@ from rich.progress import (
 from rich.text import Text
 
 from ticketing.application import HelpdeskApplication
-from ticketing.importer.errors import ColumnError, ImporterError, MappingError, SourceError
+from ticketing.cli.servers import require_servers
+from ticketing.importer.errors import ColumnError, ImporterError, MappingError, RejectsFileError, SourceError
 from ticketing.importer.mapping import default_mapping_path, load_mapping
+from ticketing.importer.rejects import check_rejects_path
 from ticketing.importer.runner import DEFAULT_BATCH_SIZE, ImportOptions, ImportRun
 from ticketing.importer.summary import ImportSummary
 from ticketing.settings import Settings
@@ -125,6 +126,8 @@ def import_log(
         _stop(str(error), EXIT_UNUSABLE_INPUT)
 
     rejects_path = rejects or Path(settings.output_dir) / f"{file.stem}-rejects.csv"
+    if skip_invalid:
+        _check_rejects(rejects_path, default=rejects is None)
     options = ImportOptions(
         skip_invalid=skip_invalid,
         rejects_path=rejects_path if skip_invalid else None,
@@ -132,31 +135,46 @@ def import_log(
         batch_size=batch_size,
     )
 
-    try:
-        app = HelpdeskApplication(env=settings.eventsourcing_env())
-    except PersistenceError as error:
-        _stop(
-            f"cannot connect to the event store at {settings.database.host}:{settings.database.port}: "
-            f"{error}. Start PostgreSQL with scripts/services start.",
-            EXIT_STOPPED,
-        )
-
     console = Console(stderr=True)
     stopped: ImporterError | None = None
-    with RichProgress(console, enabled=not no_progress and console.is_terminal) as progress:
-        run = ImportRun(app, loaded, file, options, progress)
-        try:
-            run.run()
-        except ImporterError as error:
-            stopped = error
+    with require_servers(settings, postgres=True):
+        app = HelpdeskApplication(env=settings.eventsourcing_env())
+        with RichProgress(console, enabled=not no_progress and console.is_terminal) as progress:
+            run = ImportRun(app, loaded, file, options, progress)
+            try:
+                run.run()
+            except ImporterError as error:
+                stopped = error
 
-    if isinstance(stopped, (ColumnError, SourceError)):
+    if isinstance(stopped, (ColumnError, SourceError, RejectsFileError)):
         _stop(str(stopped), EXIT_UNUSABLE_INPUT)
     _print_summary(run.summary)
     if stopped is not None:
         _stop(str(stopped), EXIT_STOPPED)
     if skip_invalid:
         typer.echo(f"rejected rows: {rejects_path}")
+
+
+def _check_rejects(path: Path, *, default: bool) -> None:
+    """Stop with exit code 2 unless the rejects file can be written, before anything is stored.
+
+    The default path is in OUTPUT_DIR, which is created when missing. The folder of a
+    path given with --rejects must exist.
+    """
+    if default:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            _stop(
+                f"cannot create OUTPUT_DIR {path.parent} for the rejects file ({error.strerror or error}). "
+                f"Set OUTPUT_DIR to a folder you can write to, or pass --rejects.",
+                EXIT_UNUSABLE_INPUT,
+            )
+    try:
+        check_rejects_path(path)
+    except RejectsFileError as error:
+        source = "OUTPUT_DIR" if default else "--rejects"
+        _stop(f"{source}: {error}", EXIT_UNUSABLE_INPUT)
 
 
 def _print_summary(summary: ImportSummary) -> None:

@@ -36,6 +36,14 @@ class SourceError(ImporterError):
     """The log cannot be opened or decoded."""
 
 
+class RejectsFileError(ImporterError):
+    """The rejects file cannot be written at the path given."""
+
+    def __init__(self, path: Path | str, message: str) -> None:
+        super().__init__(message)
+        self.path = str(path)
+
+
 class InvalidRowError(ImporterError):
     """A malformed row stops the import, because --skip-invalid was not given."""
 
@@ -56,7 +64,12 @@ class TicketImportError(ImporterError):
     """
 
     def __init__(self, path: Path | str, case: str, line: int, reason: str) -> None:
-        super().__init__(f"{path} line {line}: case {case!r} was not imported: {reason}")
+        ending = "" if reason.rstrip().endswith(".") else "."
+        super().__init__(
+            f"{path} line {line}: case {case!r} was not imported: {reason.rstrip()}{ending} The tickets "
+            f"before it are stored. Fix the case's rows, or pass --skip-invalid to import the other "
+            f"tickets and list the rows of rejected ones in a rejects file."
+        )
         self.path = str(path)
         self.case = case
         self.line = line

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from domain.agent import Agent
 from domain.errors import DomainError, InvalidTransition
-from domain.ticket import Ticket
+from domain.ticket import ACTIVE, Ticket
 from domain.values import ReplyVisibility, Resolution, TicketStatus
 from ticketing.importer import keys
 from ticketing.importer.actions import Action, ActionKind
@@ -47,6 +47,13 @@ class TicketRejected(Exception):
         self.reason = reason
 
 
+# The command key name of the assignment that a reply or resolution by an agent adds to
+# an unassigned ticket. It differs from "assign", so it never matches the key of an
+# assign action of the same row.
+IMPLICIT_ASSIGN_KEY = "implicit_assign"
+IMPLICIT_ASSIGN_LABEL = "assign to the replying or resolving agent"
+
+
 @dataclass(frozen=True)
 class Step:
     """A Ticket command that stored events, kept to replay it on a stored ticket."""
@@ -54,6 +61,14 @@ class Step:
     method: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    line: int = 0
+    """Line of the row that issued the command."""
+    implicit: bool = False
+    """Added by the importer, not asked for by the mapping: the assignment before a reply or resolution."""
+
+    @property
+    def command_key(self) -> str:
+        return str(self.kwargs["command_key"])
 
 
 @dataclass
@@ -64,6 +79,8 @@ class TicketOutcome:
     agent_ids: set[UUID] = field(default_factory=set)
     customer_ids: set[UUID] = field(default_factory=set)
     commands: int = 0
+    commands_by_line: Counter[int] = field(default_factory=Counter)
+    """Commands issued per row line, including those that stored no event."""
     not_needed: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     quirks: Counter[Quirk] = field(default_factory=Counter)
@@ -78,7 +95,9 @@ def replay(outcome: TicketOutcome, stored: Ticket) -> None:
     """Apply the outcome's commands to a ticket that an earlier import stored.
 
     Commands whose key the stored ticket has applied change nothing, so only the rows
-    that the earlier import did not have add events.
+    that the earlier import did not have add events. Implicit assignments that the
+    stored ticket lacks before its latest applied command are left out (see
+    `missing_implicit_steps`).
     """
     if stored.creation_command_key != outcome.ticket.creation_command_key:
         raise TicketRejected(
@@ -88,7 +107,10 @@ def replay(outcome: TicketOutcome, stored: Ticket) -> None:
             f"import, or the log's first row of the case changed",
         )
 
-    for step in outcome.steps[1:]:
+    left_out = missing_implicit_steps(outcome, stored)
+    for index, step in enumerate(outcome.steps[1:], start=1):
+        if index in left_out:
+            continue
         try:
             getattr(stored, step.method)(*step.args, **step.kwargs)
         except DomainError as error:
@@ -99,8 +121,45 @@ def replay(outcome: TicketOutcome, stored: Ticket) -> None:
 
 
 def is_fully_applied(outcome: TicketOutcome, stored: Ticket) -> bool:
-    """Return True if the stored ticket has every command of the outcome that stores events."""
-    return all(stored.has_applied(step.kwargs["command_key"]) for step in outcome.steps)
+    """Return True if the stored ticket has every command of the outcome that stores events.
+
+    Implicit assignments that `missing_implicit_steps` leaves out do not count.
+    """
+    left_out = missing_implicit_steps(outcome, stored)
+    return all(
+        index in left_out or stored.has_applied(step.command_key) for index, step in enumerate(outcome.steps)
+    )
+
+
+def missing_implicit_steps(outcome: TicketOutcome, stored: Ticket) -> set[int]:
+    """Return the indexes of implicit steps that the stored ticket lacks although it has a later step.
+
+    An import made before implicit assignments existed stored such a ticket without
+    them. They cannot be added now: the ticket's business time must not go backwards,
+    and its later events already follow. So the stored ticket keeps its history, and a
+    new import into an empty event store gives the assignments.
+    """
+    applied = [index for index, step in enumerate(outcome.steps) if stored.has_applied(step.command_key)]
+    if not applied:
+        return set()
+    return {
+        index
+        for index, step in enumerate(outcome.steps[: applied[-1]])
+        if step.implicit and not stored.has_applied(step.command_key)
+    }
+
+
+def rows_already_applied(outcome: TicketOutcome, stored: Ticket) -> int:
+    """Return how many of the case's first rows the stored ticket has: up to the last row with an applied command.
+
+    Rows after that one are new, such as the rows of a log that grew since the last import.
+    """
+    lines = {step.line for step in outcome.steps if stored.has_applied(step.command_key)}
+    count = 0
+    for index, row_plan in enumerate(outcome.plan.rows):
+        if row_plan.row.line in lines:
+            count = index + 1
+    return count
 
 
 @dataclass
@@ -132,7 +191,8 @@ class _CaseDriver:
                     row_plan.row.line,
                     f"time {row_plan.row.occurred_at.isoformat()} is earlier than the previous "
                     f"row of case {self.plan.case!r} (line {previous.row.line}, "
-                    f"{previous.row.occurred_at.isoformat()}). Rows of a case must be in time order",
+                    f"{previous.row.occurred_at.isoformat()}). Rows of a case must be in time order, "
+                    f"so correct the time of one of the two rows or move this row before the other.",
                 )
             self._apply_row(row_plan)
             previous = row_plan
@@ -193,8 +253,14 @@ class _CaseDriver:
         outcome = self.outcome = TicketOutcome(plan=self.plan, ticket=self.ticket)
         outcome.customer_ids.add(customer.id)
         outcome.commands += 1
+        outcome.commands_by_line[row.line] += 1
         outcome.steps.append(
-            Step("open", (), {"command_key": key, "occurred_at": row.occurred_at, "actor_id": context.actor})
+            Step(
+                "open",
+                (),
+                {"command_key": key, "occurred_at": row.occurred_at, "actor_id": context.actor},
+                line=row.line,
+            )
         )
 
     def _syncs(self, row_plan: RowPlan) -> list[tuple[str, tuple[Any, ...]]]:
@@ -245,7 +311,8 @@ class _CaseDriver:
         elif kind in (ActionKind.FIRST_REPLY, ActionKind.NOTE):
             self._reply(action, context)
         elif kind is ActionKind.RESOLVE:
-            self._issue("resolve", context, action.resolution)
+            agent = self._use_agent(resource) if self._is_agent(resource) else None
+            self._issue("resolve", context, action.resolution, assign_to=agent)
         else:
             self._issue(str(kind), context)
 
@@ -263,7 +330,13 @@ class _CaseDriver:
             activity=context.plan.row.label, case=self.plan.case, resource=resource
         )
         visibility = ReplyVisibility.PUBLIC if first_reply else ReplyVisibility.INTERNAL
-        if self._issue("reply_as_agent", context, agent.id, body, visibility, label=command) and first_reply:
+        # An internal note assigns nobody, because in the logs it records work on a
+        # linked record, such as a software anomaly, and not that the agent took the ticket.
+        assign_to = agent if first_reply else None
+        replied = self._issue(
+            "reply_as_agent", context, agent.id, body, visibility, label=command, assign_to=assign_to
+        )
+        if replied and first_reply:
             self.public_reply_sent = True
 
     def _agent_required(self, command: str, resource: str) -> bool:
@@ -274,15 +347,27 @@ class _CaseDriver:
         self._outcome().skipped[f"{command}: {reason}"] += 1
         return False
 
-    def _issue(self, command: str, context: _RowContext, *args: Any, label: str | None = None) -> bool:
+    def _issue(
+        self,
+        command: str,
+        context: _RowContext,
+        *args: Any,
+        label: str | None = None,
+        assign_to: Agent | None = None,
+    ) -> bool:
         """Run a command, with the recovery that a rejection calls for; return True if it ran.
 
         `label` names the mapping's action in the summary when it differs from the command.
+        With `assign_to`, an open, pending or on-hold ticket without an assignee is first
+        assigned to that agent, as Zendesk does on solve with "auto assign tickets upon
+        solve" turned on. docs/import.md gives the reasons.
         """
         outcome = self._outcome()
         for _ in range(MAX_ATTEMPTS):
             ticket = self._ticket()
             status = ticket.status
+            if assign_to is not None:
+                self._assign_if_unassigned(assign_to, context)
             try:
                 self._call(command, context, *args)
                 return True
@@ -311,12 +396,29 @@ class _CaseDriver:
             f"{command} was still rejected after {MAX_ATTEMPTS} attempts, in status {self._ticket().status}",
         )
 
-    def _call(self, command: str, context: _RowContext, *args: Any) -> bool:
-        """Call a Ticket command with the row's time, key and actor; return True if it stored events."""
+    def _assign_if_unassigned(self, agent: Agent, context: _RowContext) -> None:
+        """Assign an open, pending or on-hold ticket without an assignee to `agent`, with its own key."""
         ticket = self._ticket()
+        if ticket.assignee_id is not None or ticket.status not in ACTIVE:
+            return
+        blocker = agent.assignment_blocker(ticket.department, context.plan.row.occurred_at)
+        if blocker is not None:
+            self._outcome().skipped[f"{IMPLICIT_ASSIGN_LABEL}: {blocker}"] += 1
+            return
+        if self._call("assign", context, agent, key_name=IMPLICIT_ASSIGN_KEY):
+            self._outcome().quirks[Quirk.IMPLICIT_ASSIGN] += 1
+
+    def _call(self, command: str, context: _RowContext, *args: Any, key_name: str | None = None) -> bool:
+        """Call a Ticket command with the row's time, key and actor; return True if it stored events.
+
+        `key_name` replaces the command's name in the idempotency key, for a command
+        that the importer adds on its own.
+        """
+        ticket = self._ticket()
+        name = key_name or command
         kwargs = {
             "occurred_at": context.plan.row.occurred_at,
-            "command_key": context.key(command),
+            "command_key": context.key(name),
             "actor_id": context.actor,
         }
         version = ticket.version
@@ -327,12 +429,13 @@ class _CaseDriver:
         except DomainError as error:
             raise TicketRejected(context.plan.row.line, str(error)) from error
 
-        context.repeats[command] += 1
+        context.repeats[name] += 1
         outcome = self._outcome()
         outcome.commands += 1
+        outcome.commands_by_line[context.plan.row.line] += 1
         if ticket.version == version:
             return False
-        outcome.steps.append(Step(command, args, kwargs))
+        outcome.steps.append(Step(command, args, kwargs, line=context.plan.row.line, implicit=key_name is not None))
         return True
 
     # People.

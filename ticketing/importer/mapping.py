@@ -21,6 +21,7 @@ import yaml
 from domain.values import Channel, Priority, Resolution
 from ticketing.importer.actions import BODY_FIELDS, DEFAULT_BODIES, Action, ActionKind
 from ticketing.importer.errors import MappingError
+from ticketing.yaml_errors import describe_yaml_error
 
 FORMAT_VERSION = 1
 DEFAULT_MAPPING = "helpdesk.yaml"
@@ -160,11 +161,15 @@ def load_mapping(path: Path | str) -> Mapping:
         text = source.read_text(encoding="utf-8")
     except OSError as error:
         raise MappingError(source, "", f"cannot read the mapping file ({error.strerror}). Check the --mapping path.") from error
+    except UnicodeDecodeError as error:
+        raise MappingError(
+            source, "", f"the mapping file is not UTF-8 ({error.reason} at byte {error.start}). Save it as UTF-8."
+        ) from error
 
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise MappingError(source, "", f"invalid YAML: {error}") from error
+        raise MappingError(source, "", f"invalid YAML at {describe_yaml_error(error)}. Fix the syntax there.") from error
 
     return parse_mapping(document, path=source)
 

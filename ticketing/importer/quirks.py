@@ -20,6 +20,7 @@ class Quirk(StrEnum):
     AMBIGUOUS_LOCAL_TIME = "ambiguous_local_time"
     NONEXISTENT_LOCAL_TIME = "nonexistent_local_time"
     AGENT_DEPARTMENT_ADDED_LATE = "agent_department_added_late"
+    IMPLICIT_ASSIGN = "implicit_assign"
     NEVER_CLOSED_OPEN = "never_closed_open"
     NEVER_CLOSED_PENDING = "never_closed_pending"
     NEVER_CLOSED_ON_HOLD = "never_closed_on_hold"
@@ -45,6 +46,7 @@ _DESCRIPTIONS = {
     Quirk.AMBIGUOUS_LOCAL_TIME: "local time occurs twice (clock went back): earlier instant used",
     Quirk.NONEXISTENT_LOCAL_TIME: "local time skipped by the clock: offset before the change used",
     Quirk.AGENT_DEPARTMENT_ADDED_LATE: "stored agent lacked a department: added at the agent's latest time",
+    Quirk.IMPLICIT_ASSIGN: "agent replied to or resolved an unassigned ticket: assigned to that agent first",
     Quirk.NEVER_CLOSED_OPEN: "ticket never closed: left open",
     Quirk.NEVER_CLOSED_PENDING: "ticket never closed: left pending",
     Quirk.NEVER_CLOSED_ON_HOLD: "ticket never closed: left on hold",

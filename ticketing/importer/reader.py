@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,9 @@ from pathlib import Path
 from ticketing.importer.errors import ColumnError, SourceError
 from ticketing.importer.mapping import ColumnRef, Mapping
 from ticketing.importer.timestamps import parse_timestamp
+
+# Line breaks as the csv module counts them for line numbers: \r\n, \r or \n.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -165,10 +169,7 @@ def _records(path: Path, mapping: Mapping) -> Iterator[tuple[int, list[str]]]:
             except StopIteration:
                 return
             except UnicodeDecodeError as error:
-                raise SourceError(
-                    f"{path} line {last_line + 1}: cannot decode the file as {mapping.encoding} "
-                    f"({error.reason}). Set csv.encoding in {mapping.path}."
-                ) from error
+                raise _decode_error(path, mapping) from error
             except csv.Error as error:
                 raise SourceError(
                     f"{path} line {last_line + 1}: the CSV is malformed ({error}). Check the quoting near that line."
@@ -176,6 +177,33 @@ def _records(path: Path, mapping: Mapping) -> Iterator[tuple[int, list[str]]]:
             # A quoted field may span lines, so a record starts after the previous one ended.
             yield last_line + 1, record
             last_line = reader.line_num
+
+
+def _decode_error(path: Path, mapping: Mapping) -> SourceError:
+    """Return the error for a log that is not valid in the mapping's encoding, with the line of the first bad byte.
+
+    The csv reader decodes the file in chunks of several kilobytes, so its line count
+    at the error lags behind the byte that failed. The file is decoded again in one
+    piece here to find that byte's offset, and the line breaks before it are counted.
+    """
+    raw = path.read_bytes()
+    try:
+        raw.decode(mapping.encoding)
+    except UnicodeDecodeError as error:
+        before = raw[: error.start].decode(mapping.encoding, errors="replace")
+        line = len(_LINE_BREAK.findall(before)) + 1
+        bad = " ".join(f"0x{byte:02X}" for byte in raw[error.start : error.end])
+        return SourceError(
+            f"{path} line {line}: the file is not valid {mapping.encoding} (byte {bad}: {error.reason}). "
+            f"Re-encode the file as UTF-8, for example with iconv -f latin1 -t utf-8 if it is Latin-1, or set "
+            f"csv.encoding in {mapping.path} to the file's encoding."
+        )
+    # The decoder in the csv loop failed, but the whole file decodes. This happens only
+    # with an encoding whose incremental decoder differs from its one-shot decoder.
+    return SourceError(
+        f"{path}: the file is not valid {mapping.encoding}. Re-encode it as UTF-8, or set csv.encoding in "
+        f"{mapping.path} to the file's encoding."
+    )
 
 
 def _within_limit(record: list[str], case_index: int, selected: set[str], limit: int) -> bool:

@@ -22,12 +22,22 @@ from domain.ticket import Ticket
 from ticketing.application import HelpdeskApplication
 from ticketing.importer.directory import Directory
 from ticketing.importer.errors import ImporterError, InvalidRowError, TicketImportError
-from ticketing.importer.executor import TicketOutcome, TicketRejected, drive_ticket, is_fully_applied, replay
+from ticketing.importer.executor import (
+    IMPLICIT_ASSIGN_LABEL,
+    TicketOutcome,
+    TicketRejected,
+    drive_ticket,
+    is_fully_applied,
+    missing_implicit_steps,
+    replay,
+    rows_already_applied,
+)
 from ticketing.importer.mapping import Mapping
 from ticketing.importer.people import plan_people
 from ticketing.importer.planner import CasePlan, plan_cases
 from ticketing.importer.reader import LogContents, read_log
-from ticketing.importer.rejects import RejectsWriter
+from ticketing.importer.quirks import Quirk
+from ticketing.importer.rejects import RejectsWriter, check_rejects_path
 from ticketing.importer.summary import (
     SKIP_BEYOND_LIMIT,
     SKIP_BLANK_LINE,
@@ -82,14 +92,27 @@ class ImportOptions:
 class _Batch:
     tickets: list[Ticket] = field(default_factory=list)
     outcomes: list[TicketOutcome] = field(default_factory=list)
+    # Per outcome: how many of its first rows an earlier import stored, and the commands of those rows.
+    rows_already_applied: list[int] = field(default_factory=list)
+    commands_already_applied: list[int] = field(default_factory=list)
+    commands_left_out: list[int] = field(default_factory=list)
     new: int = 0
     extended: int = 0
     unchanged: int = 0
     agent_ids: set[UUID] = field(default_factory=set)
     customer_ids: set[UUID] = field(default_factory=set)
 
-    def add(self, outcome: TicketOutcome, ticket: Ticket | None) -> None:
+    def add(
+        self, outcome: TicketOutcome, ticket: Ticket | None, rows_already_applied: int = 0, commands_left_out: int = 0
+    ) -> None:
+        """Add a ticket's outcome. `commands_left_out` are commands of those rows counted as skipped instead."""
         self.outcomes.append(outcome)
+        self.rows_already_applied.append(rows_already_applied)
+        self.commands_already_applied.append(
+            sum(outcome.commands_by_line[row.row.line] for row in outcome.plan.rows[:rows_already_applied])
+            - commands_left_out
+        )
+        self.commands_left_out.append(commands_left_out)
         if ticket is not None:
             self.tickets.append(ticket)
         self.agent_ids.update(outcome.agent_ids)
@@ -123,6 +146,9 @@ class ImportRun:
         started = time.monotonic()
         rejects: RejectsWriter | None = None
         try:
+            if self.options.skip_invalid and self.options.rejects_path is not None:
+                # Before the log is read, which takes seconds for a large log.
+                check_rejects_path(self.options.rejects_path)
             contents = read_log(self.path, self.mapping, limit_cases=self.options.limit_cases)
             self._count_read(contents)
             if self.options.skip_invalid and self.options.rejects_path is not None:
@@ -182,6 +208,7 @@ class ImportRun:
                 if rejects is None:
                     # The tickets before this one are complete, so they are kept.
                     self._save(batch, directory)
+                    self.summary.tickets_rejected += 1
                     raise TicketImportError(self.path, case.case, rejection.line, rejection.reason) from rejection
                 self._reject_case(case, rejection, rejects)
 
@@ -200,12 +227,16 @@ class ImportRun:
         if stored is None:
             batch.add(outcome, outcome.ticket)
             batch.new += 1
-        elif is_fully_applied(outcome, stored):
-            batch.add(outcome, None)
+            return
+
+        left_out = _count_left_out_assignments(outcome, stored)
+        if is_fully_applied(outcome, stored):
+            batch.add(outcome, None, rows_already_applied=len(case.rows), commands_left_out=left_out)
             batch.unchanged += 1
         else:
+            already = rows_already_applied(outcome, stored)
             replay(outcome, stored)
-            batch.add(outcome, stored)
+            batch.add(outcome, stored, rows_already_applied=already, commands_left_out=left_out)
             batch.extended += 1
 
     def _reject_case(self, case: CasePlan, rejection: TicketRejected, rejects: RejectsWriter) -> None:
@@ -250,12 +281,26 @@ class ImportRun:
         summary.tickets_new += batch.new
         summary.tickets_extended += batch.extended
         summary.tickets_unchanged += batch.unchanged
-        for outcome in batch.outcomes:
-            summary.rows_applied += len(outcome.plan.rows)
-            summary.commands_issued += outcome.commands
+        for outcome, rows_already, commands_already, left_out in zip(
+            batch.outcomes, batch.rows_already_applied, batch.commands_already_applied, batch.commands_left_out
+        ):
+            summary.rows_applied += len(outcome.plan.rows) - rows_already
+            summary.rows_already_applied += rows_already
+            summary.commands_issued += outcome.commands - commands_already - left_out
+            summary.commands_already_applied += commands_already
             summary.commands_not_needed.update(outcome.not_needed)
             summary.commands_skipped.update(outcome.skipped)
             summary.quirks.update(outcome.quirks)
+
+
+def _count_left_out_assignments(outcome: TicketOutcome, stored: Ticket) -> int:
+    """Count the implicit assignments that a ticket stored by an earlier import keeps without, and return them."""
+    left_out = len(missing_implicit_steps(outcome, stored))
+    if left_out:
+        outcome.quirks[Quirk.IMPLICIT_ASSIGN] -= left_out
+        outcome.quirks = +outcome.quirks  # drop a zero count
+        outcome.skipped[f"{IMPLICIT_ASSIGN_LABEL}: ticket stored before by an import without it"] += left_out
+    return left_out
 
 
 def _event_types(events: Iterable[object]) -> list[str]:

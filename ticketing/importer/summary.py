@@ -24,6 +24,9 @@ class ImportSummary:
     mapping: str
     rows_read: int = 0
     rows_applied: int = 0
+    """Rows whose commands ran on a new ticket, or were added to a stored one."""
+    rows_already_applied: int = 0
+    """Rows that an earlier import stored, so their commands changed nothing."""
     rows_skipped: Counter[str] = field(default_factory=Counter)
     cases: int = 0
     tickets_new: int = 0
@@ -31,6 +34,9 @@ class ImportSummary:
     tickets_unchanged: int = 0
     tickets_rejected: int = 0
     commands_issued: int = 0
+    """Commands run on new tickets and new rows. A few store no event, such as a repeated assignment."""
+    commands_already_applied: int = 0
+    """Commands of rows that an earlier import stored, which the idempotency keys turned into no-ops."""
     commands_not_needed: Counter[str] = field(default_factory=Counter)
     commands_skipped: Counter[str] = field(default_factory=Counter)
     events_stored: Counter[str] = field(default_factory=Counter)
@@ -47,6 +53,7 @@ class ImportSummary:
         return {
             "rows_read": self.rows_read,
             "rows_applied": self.rows_applied,
+            "rows_already_applied": self.rows_already_applied,
             "rows_skipped": dict(self.rows_skipped),
             "cases": self.cases,
             "tickets_new": self.tickets_new,
@@ -54,6 +61,7 @@ class ImportSummary:
             "tickets_unchanged": self.tickets_unchanged,
             "tickets_rejected": self.tickets_rejected,
             "commands_issued": self.commands_issued,
+            "commands_already_applied": self.commands_already_applied,
             "events_stored": self.events_stored_total,
             "quirks": {str(quirk): count for quirk, count in self.quirks.items()},
             "transactions": self.transactions,
@@ -81,6 +89,7 @@ class ImportSummary:
         rows = [
             ("rows read", self.rows_read),
             ("rows applied", self.rows_applied),
+            ("rows already imported", self.rows_already_applied),
             ("rows skipped", sum(self.rows_skipped.values())),
             ("cases", self.cases),
             ("tickets stored new", self.tickets_new),
@@ -88,6 +97,7 @@ class ImportSummary:
             ("tickets already imported", self.tickets_unchanged),
             ("tickets rejected", self.tickets_rejected),
             ("commands issued", self.commands_issued),
+            ("commands already applied", self.commands_already_applied),
             ("events stored", self.events_stored_total),
             ("transactions", self.transactions),
             ("seconds", f"{self.elapsed_seconds:.1f}"),
