@@ -80,6 +80,16 @@ def schema_exists(conn: psycopg.Connection, schema: str) -> bool:
     return row is not None
 
 
+def offsets_table_exists(conn: psycopg.Connection, schema: str) -> bool:
+    """Return True if a consumer of the group created its bookkeeping tables in `schema`.
+
+    The schema alone is not enough: `ticketing notify dispatch` creates the
+    notifications schema before any consumer of the group ran.
+    """
+    row = conn.execute("SELECT to_regclass(format('%%I.consumer_offsets', %s::text))", (schema,)).fetchone()
+    return row is not None and row[0] is not None
+
+
 def lock_offsets(
     conn: psycopg.Connection, schema: str, group: str, partitions: Iterable[TopicPartition]
 ) -> dict[TopicPartition, int]:

@@ -81,11 +81,13 @@ def replay(settings: Settings, projection: Projection, options: ReplayOptions = 
     log.info("replay started", group=target.group, live=live, shadow=shadow,
              verify=options.verify, from_event_store=options.from_event_store)
 
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        if options.verify and not bookkeeping.schema_exists(conn, live):
+    with psycopg.connect(
+        settings.database_url, autocommit=True, connect_timeout=max(1, int(settings.connect_timeout_seconds))
+    ) as conn:
+        if options.verify and not bookkeeping.offsets_table_exists(conn, live):
             raise ReplayError(
-                f"schema {live} does not exist, so there is nothing to verify; "
-                f"run `ticketing consume {projection.group}` first"
+                f"no consumer of the group has run yet: schema {live} has no consumer_offsets table, so "
+                f"there is nothing to verify. Run `ticketing consume {projection.group}` first"
             )
         _drop_schema(conn, shadow)
         bookkeeping.create_projection_schema(conn, shadow, projection)
@@ -328,10 +330,12 @@ def _swap(
                 _set_lock_timeout(conn, options)
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(old)))
                 live_exists = bookkeeping.schema_exists(conn, live)
-                if live_exists:
+                # The dispatcher may have created the live schema without the consumer's tables.
+                if live_exists and bookkeeping.offsets_table_exists(conn, live):
                     conn.execute(
                         sql.SQL("LOCK TABLE {}.consumer_offsets IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(live))
                     )
+                if live_exists:
                     if before_rename is not None:
                         before_rename()
                     conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(live), sql.Identifier(old)))

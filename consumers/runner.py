@@ -116,7 +116,12 @@ class GroupRunner:
     def _run(self) -> RunResult:
         settings = self._settings
         dead_letter_topic = settings.topic(kafka_clients.DEAD_LETTER_TOPIC)
-        ensure_topics(settings.kafka_bootstrap_servers, [dead_letter_topic], partitions=settings.topic_partitions)
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            [dead_letter_topic],
+            partitions=settings.topic_partitions,
+            connect_timeout_seconds=settings.connect_timeout_seconds,
+        )
 
         with self._connect() as conn:
             bookkeeping.create_projection_schema(conn, self._target.schema, self._projection)

@@ -38,6 +38,7 @@ class GroupStatus:
     group: str
     schema: str
     schema_exists: bool
+    """True once a consumer of the group created its tables in the schema."""
     partitions: list[PartitionStatus]
     dead_letters_elsewhere: int
     """Dead letters counted under a source that is no topic partition (a replay from the event store)."""
@@ -56,7 +57,9 @@ def collect_status(settings: Settings, projections: Iterable[Projection]) -> lis
     consumer = kafka_clients.make_consumer(settings, group_id=None, max_poll_records=1, client_id="helpdesk-status")
     admin = kafka_clients.make_admin(settings, client_id="helpdesk-status")
     try:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(
+            settings.database_url, autocommit=True, connect_timeout=max(1, int(settings.connect_timeout_seconds))
+        ) as conn:
             return [_group_status(settings, projection, conn, consumer, admin) for projection in projections]
     finally:
         consumer.close(autocommit=False)
@@ -77,7 +80,7 @@ def _group_status(
     beginnings = consumer.beginning_offsets(partitions) if partitions else {}
     kafka_offsets = _kafka_offsets(admin, group)
 
-    exists = bookkeeping.schema_exists(conn, schema)
+    exists = bookkeeping.offsets_table_exists(conn, schema)
     stored = bookkeeping.read_offsets(conn, schema, group) if exists else {}
     letters: dict[TopicPartition, int] = {}
     if exists:

@@ -19,6 +19,10 @@ _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+# Upper bound of TOPIC_PARTITIONS. Every partition costs the broker open files and
+# memory, and a consumer group runs at most one process per partition, so a larger
+# value is most likely a typing error.
+MAX_TOPIC_PARTITIONS = 1000
 # At most 40 characters, so that prefix + group + "_shadow" stays within PostgreSQL's 63.
 _PROJECTION_PREFIX = re.compile(r"^([a-z_][a-z0-9_]{0,39})?$")
 
@@ -78,7 +82,7 @@ class Settings:
             database_url=env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
             event_store_schema=_identifier(env, "EVENT_STORE_SCHEMA", "event_store"),
             topic_prefix=_topic_prefix(env),
-            topic_partitions=_positive_int(env, "TOPIC_PARTITIONS", 6, example="6"),
+            topic_partitions=_bounded_int(env, "TOPIC_PARTITIONS", 6, maximum=MAX_TOPIC_PARTITIONS),
             output_dir=env.get("OUTPUT_DIR", "output") or "output",
             connect_timeout_seconds=_positive_float(env, "CONNECT_TIMEOUT_SECONDS", 5.0),
             projection_prefix=_projection_prefix(env),
@@ -197,10 +201,10 @@ def _projection_prefix(env: Mapping[str, str]) -> str:
     return value
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int, example: str) -> int:
+def _bounded_int(env: Mapping[str, str], name: str, default: int, *, maximum: int) -> int:
     raw = env.get(name, str(default))
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(name, raw, "a whole number of at least 1", example)
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise ConfigError(name, raw, f"a whole number from 1 to {maximum}", str(default))
     return int(raw)
 
 

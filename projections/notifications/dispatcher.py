@@ -106,16 +106,40 @@ class Dispatcher:
             tables.create_delivery_tables(self.conn, self.schema)
         self._tables_ready = True
 
-    def dispatch_due(self, max_messages: int = 100) -> DispatchSummary:
-        """Process due messages one by one until none is due or `max_messages` were processed."""
+    def dispatch_due(self, max_messages: int = 100, *, due_by: datetime | None = None) -> DispatchSummary:
+        """Process due messages one by one until none is due or `max_messages` were processed.
+
+        With `due_by`, only messages whose next attempt is at or before that time count as due.
+        """
         self.ensure_tables()
         summary = DispatchSummary()
         for _ in range(max_messages):
-            outcome = self.dispatch_next()
+            outcome = self.dispatch_next(due_by=due_by)
             if outcome is None:
                 break
             summary.count(outcome)
         return summary
+
+    def drain(self, batch_size: int = 100) -> DispatchSummary:
+        """Process every message that is due when the call starts, in passes of `batch_size`, then return.
+
+        A message that fails now and is scheduled for a later retry is not taken again,
+        because it is due only after the start. The passes stop at the latest after as
+        many messages as were due at the start, so messages that the projection writes
+        meanwhile cannot keep the call running.
+        """
+        self.ensure_tables()
+        started = self.clock()
+        remaining = self._count_due(started)
+        total = DispatchSummary()
+        while remaining > 0:
+            summary = self.dispatch_due(min(batch_size, remaining), due_by=started)
+            total.add(summary)
+            remaining -= summary.processed
+            if summary.processed == 0:
+                break
+        log.info("due notifications processed", **dataclasses.asdict(total))
+        return total
 
     def run(
         self,
@@ -141,12 +165,15 @@ class Dispatcher:
         log.info("dispatcher stopped", **dataclasses.asdict(total))
         return total
 
-    def dispatch_next(self) -> str | None:
-        """Claim, send and record one due message; return its outcome, or None if none is due."""
+    def dispatch_next(self, *, due_by: datetime | None = None) -> str | None:
+        """Claim, send and record one due message; return its outcome, or None if none is due.
+
+        With `due_by`, a message is due only if its next attempt is at or before that time.
+        """
         self.ensure_tables()
         with self.conn.transaction():
             now = self.clock()
-            message = self._claim(now)
+            message = self._claim(now if due_by is None else min(now, due_by))
             if message is None:
                 return None
             with structlog.contextvars.bound_contextvars(
@@ -154,14 +181,23 @@ class Dispatcher:
             ):
                 return self._process(message, now)
 
-    def _claim(self, now: datetime) -> dict[str, Any] | None:
+    def _claim(self, due_by: datetime) -> dict[str, Any] | None:
         query = sql.SQL(
             "SELECT id, dedup_key, rule, channel, recipient, context, fired_at FROM {}.outbox "
             "WHERE status = 'pending' AND next_attempt_at <= %s "
             "ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
         ).format(self._outbox)
         with self.conn.cursor(row_factory=dict_row) as cursor:
-            return cursor.execute(query, (now,)).fetchone()
+            return cursor.execute(query, (due_by,)).fetchone()
+
+    def _count_due(self, due_by: datetime) -> int:
+        row = self.conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.outbox WHERE status = 'pending' AND next_attempt_at <= %s").format(
+                self._outbox
+            ),
+            (due_by,),
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def _process(self, message: dict[str, Any], now: datetime) -> str:
         if self._restore_outcome(message):

@@ -29,8 +29,10 @@ from projections.notifications.model import (
     RuleSet,
     Template,
 )
+from ticketing.yaml_errors import describe_yaml_error
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parent / "rules.yaml"
+RULES_SETTING = "NOTIFICATION_RULES"
 
 _TOP_LEVEL_KEYS = (
     "version",
@@ -60,9 +62,12 @@ class Problem:
 
     rule: str | None
     field: str
+    """Field path inside the rule or the file, or empty for a problem of the whole file."""
     message: str
 
     def describe(self) -> str:
+        if not self.rule and not self.field:
+            return self.message
         where = f"rule {self.rule!r}, field {self.field!r}" if self.rule else f"field {self.field!r}"
         return f"{where}: {self.message}"
 
@@ -77,26 +82,49 @@ class RulesError(ValueError):
         self.problems = problems
 
 
-def load_rules(path: str | Path | None = None) -> RuleSet:
-    """Read, validate and return the rules file; None means the shipped default file."""
+def load_rules(path: str | Path | None = None, *, given_by: str = RULES_SETTING) -> RuleSet:
+    """Read, validate and return the rules file; None means the shipped default file.
+
+    `given_by` names where the path came from: the NOTIFICATION_RULES variable, or a
+    command-line argument such as "PATH". The error for a missing file names it as the
+    thing to change.
+    """
     path = Path(path) if path else DEFAULT_RULES_PATH
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        raise RulesError(path, [_missing_file(given_by)]) from None
+    except UnicodeDecodeError as error:
         raise RulesError(
-            path,
-            [Problem(None, "NOTIFICATION_RULES", "the file does not exist; point NOTIFICATION_RULES at "
-                     "an existing file, or unset it to use the shipped default rules")],
-        ) from None
+            path, [Problem(None, "", f"the file is not UTF-8 ({error.reason} at byte {error.start}); save it as UTF-8")]
+        ) from error
     except OSError as error:
-        raise RulesError(path, [Problem(None, "NOTIFICATION_RULES", f"cannot read the file: {error}")]) from error
+        raise RulesError(path, [Problem(None, "", f"cannot read the file ({error.strerror or error})")]) from error
 
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise RulesError(path, [Problem(None, "(file)", f"not valid YAML, fix the syntax: {error}")]) from error
+        raise RulesError(
+            path, [Problem(None, "", f"not valid YAML at {describe_yaml_error(error)}. Fix the syntax there")]
+        ) from error
 
     return parse_rules(document, path)
+
+
+def _missing_file(given_by: str) -> Problem:
+    if given_by == RULES_SETTING:
+        return Problem(
+            None,
+            RULES_SETTING,
+            f"the file does not exist; point {RULES_SETTING} at an existing file, or unset it to use the "
+            f"shipped default rules",
+        )
+    return Problem(
+        None,
+        "",
+        f"the file given as {given_by} does not exist. Pass the path of an existing rules file, or leave "
+        f"{given_by} out to check the file that {RULES_SETTING} names, or the shipped default rules",
+    )
 
 
 def parse_rules(document: Any, path: Path) -> RuleSet:

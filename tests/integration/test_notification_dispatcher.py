@@ -25,6 +25,7 @@ import yaml
 from aiosmtpd.controller import Controller
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from projections.notifications import NotificationsProjection
 from projections.notifications.channels import SlackSender, SmtpSender
@@ -512,3 +513,98 @@ def test_rebuilt_outbox_is_not_sent_again(
     }
     assert len(smtp_server.inbox.messages) == 3
     assert len(webhook_server.posts) == 4
+
+
+def insert_outbox_messages(
+    conn: psycopg.Connection, schema: str, count: int, *, due_at: datetime, prefix: str
+) -> None:
+    """Insert `count` pending ticket-assigned e-mails to one address, due at `due_at`."""
+    context = {
+        "subject": "Printer on fire",
+        "ticket_id": str(uuid.uuid4()),
+        "occurred_at": "2024-05-01T12:00:00+00:00",
+        "department": "tech",
+        "priority": "normal",
+    }
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            sql.SQL(
+                "INSERT INTO {}.outbox (dedup_key, rule, channel, recipient, aggregate_id, source_version, "
+                "context, fired_at, next_attempt_at) VALUES (%s, 'ticket-assigned', 'email', "
+                "'email:agent@example.org', %s, 1, %s, %s, %s)"
+            ).format(sql.Identifier(schema)),
+            [
+                (f"{prefix}-{number}", uuid.uuid4(), Jsonb(context), due_at, due_at)
+                for number in range(count)
+            ],
+        )
+
+
+def test_cli_dispatch_once_drains_every_due_message(
+    database_url: str, unique_name: Callable[[str], str], smtp_server: SmtpServer, webhook_server: WebhookServer, tmp_path: Path
+) -> None:
+    prefix = f"{unique_name('drain')}_"
+    schema = f"{prefix}notifications"
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(rules_document(webhook_server)), encoding="utf-8")
+    now = datetime.now(UTC)
+    due, batch_size = 25, 10
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PROJECTION_PREFIX": prefix,
+        "NOTIFICATION_RULES": str(rules_path),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_server.port),
+    }
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            Dispatcher(conn, schema, parse_rules(rules_document(webhook_server), rules_path), {}).ensure_tables()
+            insert_outbox_messages(conn, schema, due, due_at=now - timedelta(minutes=5), prefix="due")
+            insert_outbox_messages(conn, schema, 2, due_at=now + timedelta(hours=1), prefix="later")
+
+        result = subprocess.run(
+            [*TICKETING, "notify", "dispatch", "--once", "--batch-size", str(batch_size)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            statuses = dict(
+                conn.execute(
+                    sql.SQL("SELECT status, count(*) FROM {}.outbox GROUP BY status").format(sql.Identifier(schema))
+                ).fetchall()
+            )
+    finally:
+        drop_schemas(database_url, schema)
+
+    assert due > batch_size
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"sent {due}, retrying 0, failed 0, cancelled 0, expired 0, restored 0"
+    assert len(smtp_server.inbox.messages) == due
+    assert statuses == {"sent": due, "pending": 2}
+
+
+def test_drain_attempts_failing_message_once(
+    database_url: str, schema: str, smtp_server: SmtpServer, webhook_server: WebhookServer
+) -> None:
+    scenario = recent_scenario()
+    webhook_server.statuses["/tech"] = 500
+    rules = parse_rules(rules_document(webhook_server), DEFAULT_RULES_PATH)
+    clock = FakeClock(datetime.now(UTC) + timedelta(minutes=1))
+
+    with psycopg.connect(database_url) as conn:
+        project(conn, schema, NotificationsProjection(rules), scenario.stream.events)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        dispatcher = make_dispatcher(conn, schema, rules, smtp_server, clock)
+        due = sum(row["status"] == "pending" for row in outbox(conn, schema).values())
+        first = dispatcher.drain(batch_size=2)
+        second = dispatcher.drain(batch_size=2)
+
+    # The three failures are rescheduled 30 s later, so no drain at the same time takes them again.
+    assert due > 2
+    assert first.retried == 3
+    assert first.processed == due
+    assert second.processed == 0
+    assert len(webhook_server.texts("/tech")) == 2

@@ -56,3 +56,15 @@ def test_check_rules_uses_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 2
     assert "missing.yaml" in result.output
     assert "the file does not exist" in result.output
+
+
+def test_check_rules_names_missing_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFICATION_RULES", raising=False)
+    path = tmp_path / "nonexist.yaml"
+
+    result = CliRunner().invoke(app(), ["notify", "check-rules", str(path)])
+
+    assert result.exit_code == 2
+    assert str(path) in result.output
+    assert "the file given as PATH does not exist" in result.output
+    assert "field 'NOTIFICATION_RULES'" not in result.output

@@ -401,6 +401,31 @@ def test_invalid_yaml_reported(tmp_path: Path) -> None:
     assert "not valid YAML" in str(caught.value)
 
 
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nrules:\n  - name: [unclosed\n", encoding="utf-8")
+
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+
+    message = str(caught.value)
+    assert "not valid YAML at line 4, column 1" in message
+    assert "flow sequence started at line 3, column 11" in message
+    assert "<unicode string>" not in message
+
+
+def test_missing_file_named_as_argument(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+
+    with pytest.raises(RulesError) as caught:
+        load_rules(path, given_by="PATH")
+
+    message = str(caught.value)
+    assert str(path) in message
+    assert "the file given as PATH does not exist" in message
+    assert "point NOTIFICATION_RULES at" not in message
+
+
 def test_rules_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(minimal_document()), encoding="utf-8")

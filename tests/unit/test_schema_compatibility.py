@@ -22,6 +22,7 @@ from ticketing.stream.compatibility import (
     check_reader,
     compare_repositories,
     schema_texts_at_revision,
+    unique_incompatibilities,
 )
 from ticketing.stream.schemas import DEFAULT_SCHEMAS_DIR, SchemaRepository
 
@@ -161,7 +162,8 @@ def test_history_version_unreadable_by_current_breaks() -> None:
     found = check_history(repository(("thing/Thing.avsc", new), ("thing/history/Thing.v1.avsc", OLD)))
 
     assert [str(problem) for problem in found] == [
-        "helpdesk.events.Thing field owner: added without a default, so data written without it cannot be read"
+        "helpdesk.events.Thing field owner: added without a default, so data written without it cannot be read "
+        "(writer schema thing/history/Thing.v1.avsc)"
     ]
 
 
@@ -363,3 +365,35 @@ def test_repository_schemas_pass_against_head() -> None:
 
     assert completed.returncode == 0, completed.stderr
     assert "schemas check passed" in completed.stdout
+
+
+def test_check_names_writer_of_each_finding(schema_checkout: Path) -> None:
+    path = schema_checkout / "customer" / "CustomerRegistered.avsc"
+    schema = json.loads(path.read_text())
+    schema["fields"].append({"name": "nickname", "type": "string"})
+    path.write_text(json.dumps(schema, indent=2))
+
+    result = run_check(schema_checkout)
+
+    lines = [line for line in result.output.splitlines() if line.startswith("incompatible: ")]
+    assert result.exit_code == 1
+    assert len(lines) == len(set(lines))
+    assert f"failed: {len(lines)} breaking change(s)" in result.output
+    nickname = [line for line in lines if "field nickname" in line]
+    assert [line.rsplit("(writer schema ", 1)[-1] for line in nickname] == [
+        "customer/CustomerRegistered.avsc at HEAD)",
+        "customer/history/CustomerRegistered.v1.avsc at HEAD)",
+    ]
+
+
+def test_same_writer_found_twice_reported_once() -> None:
+    new = changed(lambda schema: schema["fields"].append({"name": "owner", "type": "string"}))
+    # An older version without the field "note", kept in history at the revision and in the working tree.
+    history = ("thing/history/Thing.v1.avsc", changed(lambda schema: schema["fields"].remove(field(schema, "note"))))
+    old = repository(("thing/Thing.avsc", OLD), history)
+    current = repository(("thing/Thing.avsc", new), history)
+
+    found = unique_incompatibilities([*compare_repositories(old, current, revision="HEAD"), *check_history(current)])
+
+    owner = [problem.writer for problem in found if problem.field == "owner"]
+    assert owner == ["thing/Thing.avsc at HEAD", "thing/history/Thing.v1.avsc at HEAD"]

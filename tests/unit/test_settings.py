@@ -62,3 +62,17 @@ def test_eventsourcing_env_comes_from_database_url() -> None:
 def test_other_malformed_values_name_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize("value", ["1001", "100000"])
+def test_topic_partitions_above_maximum_rejected(value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"TOPIC_PARTITIONS": value})
+
+    message = str(raised.value)
+    assert f"TOPIC_PARTITIONS={value!r}" in message
+    assert "from 1 to 1000" in message
+
+
+def test_topic_partitions_maximum_accepted() -> None:
+    assert Settings.from_env({"TOPIC_PARTITIONS": "1000"}).topic_partitions == 1000

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from enum import StrEnum
 
 import typer
 
@@ -32,11 +33,23 @@ def _register_commands() -> None:
             register(app)
 
 
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
 @app.callback()
 def _configure_logging(
-    log_level: str = typer.Option("INFO", help="Lowest log level printed: DEBUG, INFO, WARNING or ERROR."),
+    log_level: LogLevel = typer.Option(
+        LogLevel.INFO,
+        case_sensitive=False,
+        help="Lowest level of the log lines printed on standard error, in any letter case.",
+    ),
 ) -> None:
-    logs.configure(log_level.upper())
+    logs.configure(log_level.value)
 
 
 def main() -> None:

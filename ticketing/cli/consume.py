@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import structlog
 import typer
 
+from ticketing.cli.servers import exit_if_unavailable, require_servers
 from ticketing.settings import Settings
 
 if TYPE_CHECKING:
@@ -15,8 +17,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+class GroupName(StrEnum):
+    """The projection groups of projections.registry, listed here so that `--help` loads no projection."""
+
+    REPORTS = "reports"
+    RETENTION = "retention"
+    NOTIFICATIONS = "notifications"
+
+
+GROUP_HELP = "reports, retention or notifications"
+
+
 def consume(
-    group: str = typer.Argument(..., help="Projection group to run, e.g. reports."),
+    group: GroupName = typer.Argument(
+        ..., case_sensitive=False, show_default=False, help=f"Projection group to run: {GROUP_HELP}."
+    ),
     until_caught_up: bool = typer.Option(
         False, "--until-caught-up", help="Exit once the group's stored offsets reach the end of every partition."
     ),
@@ -35,7 +50,7 @@ def consume(
 ) -> None:
     """Apply the group's topics to its PostgreSQL schema, one transaction per batch.
 
-    Exit code 1 means the group failed, or did not catch up within --timeout.
+    Exit code 1 means the group failed, did not catch up within --timeout, or could not reach Kafka or PostgreSQL.
     """
     # Imported here so that `ticketing --help` does not import every projection.
     from consumers.runner import GroupRunner, RunOptions
@@ -45,13 +60,15 @@ def consume(
     options = RunOptions(
         batch_size=batch_size, until_caught_up=until_caught_up, timeout_seconds=timeout, instance_id=instance_id
     )
-    try:
-        result = GroupRunner(settings, projection, options).run()
-    except Exception as error:
-        log.error("consumer failed", group=group, error=str(error), error_type=type(error).__name__, exc_info=True)
-        raise typer.Exit(1) from error
+    with require_servers(settings, kafka=True, postgres=True):
+        try:
+            result = GroupRunner(settings, projection, options).run()
+        except Exception as error:
+            exit_if_unavailable(error, settings)
+            log.error("consumer failed", group=group.value, error=str(error), error_type=type(error).__name__, exc_info=True)
+            raise typer.Exit(1) from error
     if until_caught_up and not result.caught_up and result.timed_out:
-        log.error("consumer did not catch up in time", group=group, timeout_seconds=timeout)
+        log.error("consumer did not catch up in time", group=group.value, timeout_seconds=timeout)
         raise typer.Exit(1)
 
 
@@ -59,7 +76,7 @@ def projection_named(group: str) -> Projection:
     """Return the registered projection of `group`; raise BadParameter listing the known groups."""
     from projections.registry import PROJECTIONS
 
-    projection = PROJECTIONS.get(group)
+    projection = PROJECTIONS.get(str(group))
     if projection is None:
         raise typer.BadParameter(f"unknown group {group!r}; known groups: {', '.join(sorted(PROJECTIONS))}")
     return projection

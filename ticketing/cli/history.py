@@ -30,6 +30,7 @@ from ticketing.history import (
     parse_timestamp,
     state_as_of,
 )
+from ticketing.cli.servers import exit_if_unavailable, require_servers
 from ticketing.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -40,9 +41,9 @@ MAX_CELL_CHARS = 60
 HISTORY_HELP = """\
 Print the audit trail of one ticket, agent or customer from the event store.
 
-Without --as-of: every stored event in version order, with its business time
-(occurred_at), recorded time, event type, actor, command key and the fields it set.
-With --as-of: the state rebuilt from the events that occurred at or before that time.
+Without --as-of: every stored event in version order, with the time it happened
+(occurred_at), the time it was stored, its type, actor, command key and the fields it set.
+With --as-of: the state rebuilt from the events that happened at or before that moment.
 
 Examples: `ticketing history ticket 3f2c9a7e-0d4b-4c1e-9a53-5b1f2f0c8d11`,
 `ticketing history agent 9b1e... --as-of 2024-05-01T12:00:00Z`,
@@ -73,9 +74,11 @@ def _command_for(kind: AggregateKind) -> Callable[..., None]:
                 "--as-of",
                 metavar="TIMESTAMP",
                 help=(
-                    "Print the state at this business time (ISO 8601, such as "
-                    "2024-05-01T12:00:00Z) instead of the timeline. A time without "
-                    "an offset is read as UTC."
+                    "Print the state as it was at this moment instead of every event. "
+                    "Write a UTC date and time such as 2024-05-01T12:00:00Z, a date such "
+                    "as 2024-05-01 for midnight UTC, or a time with its UTC offset such as "
+                    "2024-05-01T14:00:00+02:00. The moment is compared with when each "
+                    "event happened, not with when it was stored."
                 ),
             ),
         ] = None,
@@ -107,7 +110,7 @@ def show_history(
     as_of = _parse_as_of(raw_as_of)
     settings = Settings.from_env()
 
-    with _open_event_store(settings) as app:
+    with require_servers(settings, postgres=True), _open_event_store(settings) as app:
         try:
             if as_of is None:
                 _print_timeline(load_timeline(app, kind, aggregate_id), output_format)
@@ -117,6 +120,7 @@ def show_history(
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(code=1) from None
         except PersistenceError as error:
+            exit_if_unavailable(error, settings, kafka=False)
             _fail_on_store_error(settings, kind, aggregate_id, error)
 
 

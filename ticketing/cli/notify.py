@@ -15,7 +15,8 @@ from projections.notifications import GROUP
 from projections.notifications.channels import SlackSender, SmtpSender
 from projections.notifications.dispatcher import Dispatcher
 from projections.notifications.model import EventTrigger, RuleSet
-from projections.notifications.rules import RulesError, load_rules
+from projections.notifications.rules import RULES_SETTING, RulesError, load_rules
+from ticketing.cli.servers import require_servers
 from ticketing.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -28,7 +29,12 @@ notify_app = typer.Typer(
 
 @notify_app.command("dispatch")
 def dispatch(
-    once: bool = typer.Option(False, "--once", help="Send the messages due now, then exit."),
+    once: bool = typer.Option(
+        False,
+        "--once",
+        help="Send every message that is due now, in passes of --batch-size, then exit. A message that "
+        "fails now and is scheduled for a later retry waits for the next run.",
+    ),
     batch_size: int = typer.Option(100, min=1, help="Maximum number of messages per pass."),
     poll_interval: float = typer.Option(5.0, min=0.1, help="Seconds to wait between passes when nothing is due."),
     for_seconds: float | None = typer.Option(None, min=0.1, help="Stop after this many seconds (default: until SIGINT or SIGTERM)."),
@@ -42,10 +48,15 @@ def dispatch(
         "slack": SlackSender(settings.connect_timeout_seconds * 2),
     }
 
-    with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=int(settings.connect_timeout_seconds)) as conn:
+    with (
+        require_servers(settings, postgres=True),
+        psycopg.connect(
+            settings.database_url, autocommit=True, connect_timeout=max(1, int(settings.connect_timeout_seconds))
+        ) as conn,
+    ):
         dispatcher = Dispatcher(conn, schema, rules, senders, default_slack_webhook=settings.slack_webhook_url)
         if once:
-            summary = dispatcher.dispatch_due(batch_size)
+            summary = dispatcher.drain(batch_size)
         else:
             stop = threading.Event()
             previous = _stop_on_signals(stop)
@@ -69,7 +80,10 @@ def check_rules(
 ) -> None:
     """Validate a notification rules file and list its rules."""
     settings = Settings.from_env()
-    rules = _load_rules_or_exit(path or settings.notification_rules or None)
+    if path is not None:
+        rules = _load_rules_or_exit(path, given_by="PATH")
+    else:
+        rules = _load_rules_or_exit(settings.notification_rules or None)
     for rule in rules.rules:
         trigger = rule.trigger
         described = trigger.event_type if isinstance(trigger, EventTrigger) else f"deadline {trigger.deadline}"
@@ -77,9 +91,9 @@ def check_rules(
     typer.echo(f"{rules.path}: {len(rules.rules)} rules are valid")
 
 
-def _load_rules_or_exit(path: str | Path | None) -> RuleSet:
+def _load_rules_or_exit(path: str | Path | None, *, given_by: str = RULES_SETTING) -> RuleSet:
     try:
-        return load_rules(path)
+        return load_rules(path, given_by=given_by)
     except RulesError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error

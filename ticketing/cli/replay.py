@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import structlog
 import typer
 
-from ticketing.cli.consume import projection_named
+from ticketing.cli.consume import GROUP_HELP, GroupName, projection_named
+from ticketing.cli.servers import require_servers
 from ticketing.settings import Settings
 
 if TYPE_CHECKING:
@@ -17,7 +18,9 @@ log = structlog.get_logger(__name__)
 
 
 def replay(
-    group: str = typer.Argument(..., help="Projection group to rebuild, e.g. reports."),
+    group: GroupName = typer.Argument(
+        ..., case_sensitive=False, show_default=False, help=f"Projection group to rebuild: {GROUP_HELP}."
+    ),
     verify: bool = typer.Option(
         False, "--verify", help="Compare the rebuilt tables with the live ones and drop them instead of swapping."
     ),
@@ -31,8 +34,11 @@ def replay(
 ) -> None:
     """Rebuild the group's tables in a shadow schema while the live group keeps running.
 
-    Without --verify the shadow schema replaces the live one in one transaction. With
-    --verify the differing rows are printed and the exit code is 1 if any table differs.
+    Without --verify the shadow schema replaces the live one in one transaction.
+
+    With --verify the differing rows are printed and the exit code is 1 if any table differs.
+
+    Exit code 1 also means that Kafka or PostgreSQL could not be reached.
     """
     from consumers.replay import ReplayError, ReplayOptions
     from consumers.replay import replay as run_replay
@@ -42,17 +48,19 @@ def replay(
     options = ReplayOptions(
         batch_size=batch_size, timeout_seconds=timeout, verify=verify, from_event_store=from_event_store
     )
-    try:
-        result = run_replay(settings, projection, options)
-    except ReplayError as error:
-        log.error("replay failed", group=group, error=str(error))
-        raise typer.Exit(1) from error
+    # A replay from the event store reads no topic, so it runs without Kafka.
+    with require_servers(settings, kafka=not from_event_store, postgres=True):
+        try:
+            result = run_replay(settings, projection, options)
+        except ReplayError as error:
+            log.error("replay failed", group=group.value, error=str(error))
+            raise typer.Exit(1) from error
 
     for note in result.notes:
         typer.echo(f"note: {note}")
     if result.differences is None:
         typer.echo(
-            f"rebuilt {settings.projection_schema(group)} from {result.records} record(s) "
+            f"rebuilt {settings.projection_schema(group.value)} from {result.records} record(s) "
             f"({result.dead_letters} dead letter(s)) and swapped it in"
         )
         return

@@ -11,6 +11,7 @@ from ticketing.stream.compatibility import (
     check_history,
     compare_repositories,
     schema_texts_at_revision,
+    unique_incompatibilities,
 )
 from ticketing.stream.schemas import (
     DEFAULT_SCHEMAS_DIR,
@@ -57,7 +58,7 @@ def check(
         raise typer.Exit(EXIT_CANNOT_CHECK) from error
 
     layout = layout_problems(new)
-    incompatible = [*compare_repositories(old, new), *check_history(new)]
+    incompatible = unique_incompatibilities([*compare_repositories(old, new, revision=against), *check_history(new)])
     for problem in layout:
         typer.echo(f"invalid: {problem}", err=True)
     for incompatibility in incompatible:

@@ -6,17 +6,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ticketing.cli.consume import projection_named
+from ticketing.cli.consume import GROUP_HELP, GroupName, projection_named
+from ticketing.cli.servers import require_servers
 from ticketing.settings import Settings
 
 
 def status(
-    groups: list[str] = typer.Argument(None, help="Groups to show; all groups when omitted."),
+    groups: list[GroupName] = typer.Argument(
+        None, case_sensitive=False, show_default=False, help=f"Groups to show ({GROUP_HELP}); all groups when omitted."
+    ),
 ) -> None:
     """Show per group and partition: stored offset (PostgreSQL), Kafka's committed offset, end offset, lag, dead letters.
 
-    The stored offset is where the group resumes; Kafka's committed offset follows it
-    after each batch and is informational.
+    The stored offset is where the group resumes. Kafka's committed offset follows it after each batch and is informational.
+
+    Exit code 1 means that Kafka or PostgreSQL could not be reached.
     """
     from consumers.status import collect_status
     from projections.registry import PROJECTIONS
@@ -27,7 +31,10 @@ def status(
     # Topic names carry the prefix; cut to a narrow terminal they would all look alike.
     console.width = max(console.width, 110)
 
-    for group in collect_status(settings, projections):
+    with require_servers(settings, kafka=True, postgres=True):
+        statuses = collect_status(settings, projections)
+
+    for group in statuses:
         title = f"group {group.group} (schema {group.schema}): lag {group.lag}, dead letters {group.dead_letters}"
         if not group.schema_exists:
             title += ", not started"

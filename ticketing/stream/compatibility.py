@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,16 @@ class Incompatibility:
     field: str | None
     """Path of the field inside the record, or None for the schema as a whole."""
     problem: str
+    # dataclasses.field in full, because this class has an attribute named field.
+    writer: str | None = dataclasses.field(default=None, compare=False)
+    """The old schema version that data was written with, such as "customer/history/CustomerRegistered.v1.avsc"."""
+    writer_fingerprint: bytes | None = None
+    """Fingerprint of that version. Two findings about the same version and field are the same finding."""
 
     def __str__(self) -> str:
         where = self.schema if self.field is None else f"{self.schema} field {self.field}"
-        return f"{where}: {self.problem}"
+        written = "" if self.writer is None else f" (writer schema {self.writer})"
+        return f"{where}: {self.problem}{written}"
 
 
 class GitError(RuntimeError):
@@ -62,12 +69,15 @@ def check_reader(reader: Mapping[str, Any], writer: Mapping[str, Any]) -> list[I
     return checker.problems
 
 
-def compare_repositories(old: SchemaRepository, new: SchemaRepository) -> list[Incompatibility]:
+def compare_repositories(
+    old: SchemaRepository, new: SchemaRepository, *, revision: str | None = None
+) -> list[Incompatibility]:
     """Return every change from `old` to `new` that breaks readers of data written with `old`.
 
     Three kinds: a record name that disappeared, a current schema that cannot read an
     old version, and an old version whose fingerprint no file keeps any more, so its
-    messages could not be decoded.
+    messages could not be decoded. `revision` names where `old` comes from, such as a
+    git revision, in the writer of each finding.
     """
     problems: list[Incompatibility] = []
     reported_removed: set[str] = set()
@@ -87,7 +97,8 @@ def compare_repositories(old: SchemaRepository, new: SchemaRepository) -> list[I
                 )
             continue
 
-        problems.extend(check_reader(reader.parsed, old_schema.parsed))
+        writer = old_schema.path if revision is None else f"{old_schema.path} at {revision}"
+        problems.extend(_written_with(check_reader(reader.parsed, old_schema.parsed), writer, old_schema))
 
         # The envelope is documentation and never written on its own, so no message
         # carries its fingerprint.
@@ -110,8 +121,29 @@ def check_history(repository: SchemaRepository) -> list[Incompatibility]:
     for old_version in repository.history_schemas():
         reader = repository.current(old_version.name)
         if reader is not None:
-            problems.extend(check_reader(reader.parsed, old_version.parsed))
+            found = check_reader(reader.parsed, old_version.parsed)
+            problems.extend(_written_with(found, old_version.path, old_version))
     return problems
+
+
+def unique_incompatibilities(problems: list[Incompatibility]) -> list[Incompatibility]:
+    """Drop repeated findings about the same writer version, keeping the first in order.
+
+    A history file that both the git revision and the working tree contain is checked
+    twice, once by `compare_repositories` and once by `check_history`. Both findings
+    have the same fingerprint, schema, field and problem.
+    """
+    seen: set[Incompatibility] = set()
+    unique = []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            unique.append(problem)
+    return unique
+
+
+def _written_with(problems: list[Incompatibility], writer: str, schema: StoredSchema) -> list[Incompatibility]:
+    return [dataclasses.replace(problem, writer=writer, writer_fingerprint=schema.fingerprint) for problem in problems]
 
 
 def history_path_hint(old_schema: StoredSchema, new: SchemaRepository) -> str:

@@ -164,7 +164,10 @@ class Relay:
         Raises RelayFailed when an event cannot be published or Kafka keeps failing.
         """
         ensure_topics(
-            self.settings.kafka_bootstrap_servers, self.topics(), partitions=self.settings.topic_partitions
+            self.settings.kafka_bootstrap_servers,
+            self.topics(),
+            partitions=self.settings.topic_partitions,
+            connect_timeout_seconds=self.settings.connect_timeout_seconds,
         )
         self.session.open()
         try:
@@ -395,4 +398,5 @@ class Relay:
             allow_auto_create_topics=False,
             request_timeout_ms=15_000,
             delivery_timeout_ms=int(self.options.delivery_timeout_seconds * 1000),
+            bootstrap_timeout_ms=max(int(self.settings.connect_timeout_seconds * 1000), 1000),
         )

@@ -40,12 +40,17 @@ class TopicMismatch:
 
 
 def ensure_topics(
-    bootstrap_servers: str, topics: Iterable[str], *, partitions: int, request_timeout_ms: int = 30_000
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    *,
+    partitions: int,
+    connect_timeout_seconds: float = 5.0,
+    request_timeout_ms: int = 30_000,
 ) -> list[TopicMismatch]:
     """Create the missing topics and return how the existing ones differ from the expected settings.
 
-    Each mismatch is also logged as a warning. Raises TopicSetupError when Kafka
-    rejects a request.
+    Each mismatch is also logged as a warning. Raises TopicSetupError when no broker
+    accepts a connection within `connect_timeout_seconds`, or Kafka rejects a request.
     """
     names = sorted(set(topics))
     try:
@@ -53,6 +58,8 @@ def ensure_topics(
             bootstrap_servers=bootstrap_servers,
             client_id="ticketing-relay-admin",
             request_timeout_ms=request_timeout_ms,
+            # kafka-python's default is 30 s, which a refused address would wait in full.
+            bootstrap_timeout_ms=max(int(connect_timeout_seconds * 1000), 1000),
         )
     except KafkaError as error:
         raise TopicSetupError(f"cannot connect to Kafka at {bootstrap_servers}: {error}") from error
