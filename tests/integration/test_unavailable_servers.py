@@ -76,6 +76,7 @@ POSTGRES_COMMANDS = [
     pytest.param(["replay", "reports", "--verify"], id="replay"),
     pytest.param(["replay", "reports", "--verify", "--from-event-store"], id="replay-from-event-store"),
     pytest.param(["notify", "dispatch", "--once"], id="notify-dispatch"),
+    pytest.param(["report", "departments"], id="report"),
     pytest.param(["status"], id="status"),
     pytest.param(["consume", "reports", "--timeout", "20"], id="consume"),
     pytest.param(["relay", "--once"], id="relay"),

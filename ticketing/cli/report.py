@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from projections.report_queries import Layout, Period
+from ticketing.cli.servers import require_servers
 from ticketing.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def report(
         raise typer.BadParameter(str(error)) from error
 
     settings = Settings.from_env()
-    with report_connection(settings) as conn:
+    with require_servers(settings, postgres=True), report_connection(settings) as conn:
         try:
             result = run_report(conn, settings, name, filters, layout)
         except ValueError as error:
