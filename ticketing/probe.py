@@ -1,7 +1,7 @@
-"""Ask Kafka and PostgreSQL whether they answer, and which versions they run.
+"""Ask Kafka and PostgreSQL whether they respond, and which versions they run.
 
 `python -m ticketing.probe kafka HOST:PORT` and `... postgres URL` print one line and
-exit 0 when the server answers; scripts/services uses them to wait for a start.
+exit 0 when the server responds, so scripts/services uses them to wait for a start.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _MAX_CAUSE_DEPTH = 10
 
 
 class ServiceUnavailable(RuntimeError):
-    """A server did not answer at the configured address."""
+    """A server did not respond at the configured address."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def probe_kafka(bootstrap_servers: str, timeout: float = 5.0) -> KafkaInfo:
         )
     except KafkaError as error:
         raise ServiceUnavailable(
-            f"Kafka at {bootstrap_servers} did not answer within {timeout:g} s: {error}"
+            f"Kafka at {bootstrap_servers} did not respond within {timeout:g} s: {error}"
         ) from error
 
     try:
@@ -214,7 +214,7 @@ def probe_kafka(bootstrap_servers: str, timeout: float = 5.0) -> KafkaInfo:
 
 
 def _describe_quorum(admin: KafkaAdminClient) -> dict | None:
-    # Only a KRaft cluster answers DescribeQuorum (KIP-595); a ZooKeeper-mode broker rejects it.
+    # Only a KRaft cluster serves DescribeQuorum (KIP-595), and a ZooKeeper-mode broker rejects it.
     try:
         return admin.describe_metadata_quorum()
     except KafkaError:

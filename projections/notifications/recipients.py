@@ -20,7 +20,7 @@ from projections.notifications.model import RuleSet
 
 @dataclass(frozen=True)
 class Destination:
-    """Where one message goes. `addresses` contains e-mail addresses, or one webhook URL for Slack."""
+    """Destination of one message. `addresses` contains e-mail addresses, or one webhook URL for Slack."""
 
     addresses: tuple[str, ...] = field(repr=False)
     label: str  # safe to log and store: e-mail addresses, never a webhook URL

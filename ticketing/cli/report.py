@@ -77,7 +77,7 @@ def report(
         try:
             result = run_report(conn, settings, name, filters, layout)
         except ValueError as error:
-            # A report that cannot honour a filter (retention has no departments) says so.
+            # A report that cannot apply a filter (retention has no departments) raises ValueError.
             raise typer.BadParameter(str(error)) from error
 
     if output_format is OutputFormat.csv:

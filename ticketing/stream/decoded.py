@@ -1,4 +1,4 @@
-"""The form in which every consumer sees an event read from a topic."""
+"""The decoded form of an event read from a topic, as every consumer receives it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 class DecodedEvent:
     """One domain event as carried on a topic: the envelope plus the event's own fields.
 
-    `fields` holds enum values as their strings, UUIDs as strings, datetimes as aware
+    `fields` contains enum values as their strings, UUIDs as strings, datetimes as aware
     UTC datetimes and dates as `datetime.date`.
     """
 
